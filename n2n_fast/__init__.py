@@ -1,0 +1,35 @@
+"""n2n_fast: fast, trustworthy Noise2Noise training and inference for PyTorch.
+
+Public API (SPEC §2). Names resolve lazily so `import n2n_fast` stays cheap and never imports triton or the
+extension until an op needs them.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    # noise models and synthesis
+    "Gaussian": "noise", "Poisson": "noise", "PoissonGaussian": "noise", "Bernoulli": "noise", "Impulse": "noise",
+    "noisy_pair": "noise", "add_noise": "noise",
+    # losses
+    "l2_loss": "loss", "l1_loss": "loss", "l0_loss": "loss", "hdr_loss": "loss", "n2n_loss": "loss",
+    # network, training, inference
+    "UNet": "unet", "train": "train", "load": "train", "denoise": "tiling",
+    # image I/O and diagnostics
+    "read_image": "io", "write_image": "io", "info": "info",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'n2n_fast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__():
+    return __all__
