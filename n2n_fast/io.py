@@ -1,0 +1,132 @@
+"""Image I/O for users' data: PNG/JPEG (8-bit grey/RGB), 16-bit PNG, TIFF (grey, RGB, multi-channel), numpy.
+
+Pixels come in as float32 in [0, 1] together with the original dtype, so results can be written back in kind.
+Decoding is Pillow's and tifffile's; this module only scales, checks and routes.
+"""
+import os
+
+import numpy as np
+
+_TIFF = (".tif", ".tiff")
+_PILLOW = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+SUPPORTED = _TIFF + _PILLOW + (".npy",)
+_INTEGER_PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def check_layout(array, name="image"):
+    """Raise unless `array` is (H, W) or (H, W, C) with H, W, C >= 1."""
+    if array.ndim not in (2, 3) or min(array.shape) < 1:
+        raise ValueError(f"{name}: expected an array of shape (H, W) or (H, W, C), got shape {array.shape}")
+
+
+def to_unit(array, name="image"):
+    """(float32 array in [0, 1], original dtype). uint8/uint16 are scaled by their peak; floats are kept as they
+    are (assumed already in [0, 1]) but must be finite."""
+    array = np.asarray(array)
+    dtype = array.dtype
+    if dtype in _INTEGER_PEAK:
+        return array.astype(np.float32) / np.float32(_INTEGER_PEAK[dtype]), dtype
+    if dtype.kind == "f":
+        pixels = array.astype(np.float32, copy=False)
+        if not np.isfinite(pixels).all():
+            raise ValueError(f"{name}: contains NaN or Inf values")
+        return pixels, dtype
+    if dtype == np.bool_:
+        return array.astype(np.float32), dtype
+    raise TypeError(f"{name}: unsupported dtype {dtype}; accepted: uint8, uint16, float16, float32, float64, bool")
+
+
+def from_unit(pixels, dtype):
+    """Back to `dtype`: integer dtypes are rounded and clipped to their range; float dtypes are cast unchanged."""
+    dtype = np.dtype(dtype)
+    if dtype in _INTEGER_PEAK:
+        peak = _INTEGER_PEAK[dtype]
+        return np.clip(np.rint(np.asarray(pixels, dtype=np.float32) * peak), 0, peak).astype(dtype)
+    if dtype == np.bool_:
+        return np.asarray(pixels) >= 0.5
+    return np.asarray(pixels).astype(dtype, copy=False)
+
+
+def _extension(path, name):
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in SUPPORTED:
+        raise ValueError(f"{name}: unsupported file type {ext or '(none)'!r} for {path}; accepted: "
+                         f"{', '.join(SUPPORTED)}")
+    return ext
+
+
+def _decode(path, ext):
+    if ext in _TIFF:
+        import tifffile
+
+        return tifffile.imread(path)
+    if ext == ".npy":
+        return np.load(path, allow_pickle=False)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+        if image.mode in ("I;16", "I;16B", "I;16L"):
+            return np.asarray(image).astype(np.uint16)
+        if image.mode == "I":  # 16-bit PNG greyscale is often opened as 32-bit 'I' with values below 65536
+            array = np.asarray(image)
+            if array.min() >= 0 and array.max() <= 65535:
+                return array.astype(np.uint16)
+            raise ValueError(f"path: {path} holds 32-bit integer pixels; accepted: 8- or 16-bit images")
+        return np.asarray(image)
+
+
+def read_image(path):
+    """Decode one image file -> (pixels, dtype): pixels float32 (H, W) or (H, W, C) in [0, 1], dtype the file's
+    sample type (uint8, uint16 or a float type), for writing results back in kind."""
+    ext = _extension(path, "path")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {path}")
+    try:
+        array = _decode(path, ext)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as exc:  # decoders raise many types for corrupt files; name the file and the cause
+        raise ValueError(f"path: cannot read image {path} ({type(exc).__name__}: {exc})") from exc
+    if ext in _TIFF and array.ndim == 3 and array.shape[0] < array.shape[-1] and array.shape[0] <= 8:
+        array = np.moveaxis(array, 0, -1)  # planar (C, H, W) TIFF -> (H, W, C)
+    check_layout(array, f"image {path}")
+    return to_unit(array, f"image {path}")
+
+
+def write_image(path, pixels, dtype=np.uint8):
+    """Write `pixels` ((H, W) or (H, W, C), float in [0, 1]) to `path` as `dtype` (uint8, uint16 or float32).
+
+    PNG takes uint8 and uint16 (grey or RGB/RGBA); TIFF takes any channel count and float32. Writes to a temporary
+    file and renames it, so an interrupted write never leaves a truncated image."""
+    ext = _extension(path, "path")
+    pixels = np.asarray(pixels)
+    check_layout(pixels, "pixels")
+    data = from_unit(pixels, dtype)
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]
+    tmp = f"{path}.tmp{os.getpid()}{ext}"
+    try:
+        if ext in _TIFF:
+            import tifffile
+
+            tifffile.imwrite(tmp, data, photometric="rgb" if data.ndim == 3 and data.shape[2] in (3, 4)
+                             else "minisblack")
+        elif ext == ".npy":
+            np.save(tmp, data)  # tmp ends in .npy, so numpy writes exactly there
+        else:
+            from PIL import Image
+
+            if data.dtype == np.uint16 and data.ndim == 2:
+                image = Image.fromarray(data.astype(np.uint16))
+            elif data.dtype == np.uint8 and (data.ndim == 2 or data.shape[2] in (3, 4)):
+                image = Image.fromarray(data)
+            else:
+                raise ValueError(f"pixels: {ext} cannot store {data.dtype} images of shape {data.shape}; use .tif")
+            image.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
