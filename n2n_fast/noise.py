@@ -1,0 +1,208 @@
+"""Noise models and the noisy pair: two independent noisy copies of a clean batch (SPEC §2, §4).
+
+Models are frozen dataclasses. A scalar parameter is fixed; a `(low, high)` pair is drawn uniformly per sample and
+per copy (the paper's blind setting). `noisy_pair` / `add_noise` validate their inputs and dispatch through
+`n2n_fast._backend` (Triton for CUDA tensors, the C++ CPU kernel for CPU tensors, the pure-PyTorch reference).
+
+Counter layout (SPEC §4) -- the one place it is written down; changing it changes every user's noise
+-----------------------------------------------------------------------------------------------------
+Every random number is a word of Philox4x32-10 (as `tl.philox`, csrc/philox.h, reference/philox.py) with
+key = `seed` (64 bits: lo word, hi word) and the counter
+
+    c0 = pos                    position inside the sample: c * H * W + h * W + w  (so a sample has < 2**32 elements)
+    c1 = sample & 0xffffffff    sample = index + b, the global index of the sample (0 <= sample < 2**56)
+    c2 = step                   training step (0 <= step < 2**32)
+    c3 = purpose | (sample >> 32) << 8
+
+Nothing depends on the batch size, the block size or the grid: a sample gets the same noise alone or in any batch.
+Purposes (words w0..w3 of one call):
+    MAIN   (0)  at pos:           Box-Muller pair from (w0, w1): r cos(2 pi u1) -> copy 0, r sin(2 pi u1) -> copy 1
+                at pixel h*W + w: w2 -> copy 0, w3 -> copy 1 Bernoulli drop / impulse hit decisions (whole pixel;
+                                  the pixel position is the channel-0 element, so for C == 1 it is the same call)
+    LEVEL  (1)  at pos 0:         per-sample levels of a (low, high) range: w0 / w1 -> first parameter of copy 0 / 1,
+                                  w2 / w3 -> second parameter (PoissonGaussian sigma) of copy 0 / 1
+    COLOUR (2)  at pos:           impulse colour: w0 -> copy 0, w1 -> copy 1
+    POISSON + a (8 + a, a < 64):  Poisson attempt a: (w0, w1) for copy 0, (w2, w3) for copy 1
+Uniforms are integer exact: u(w) = (w >> 8) * 2**-24 in [0, 1) (24 bits; identical in every implementation).
+Box-Muller uses r = sqrt(-2 log(1 - u0)) (1 - u0 in (0, 1] exactly, so never log 0), theta = 2 pi u1.
+Levels: low + (high - low) * u. Bernoulli keeps a pixel when u >= p; impulse replaces it when u < p.
+Poisson(lam), lam = peak * max(x, 0): lam < 10: inversion with u(w0) of attempt 0 (sequential search, at most 64
+terms); 10 <= lam <= 1000: Hoermann's PTRS (transformed rejection with squeeze), attempt a uses (u(w0), u(w1)) of
+purpose 8 + a (at most 64 attempts; reaching that has probability below 1e-50); lam > 1000: normal approximation
+floor(lam + sqrt(lam) z + 1/2) with z the Box-Muller cos of attempt 0's two words. Counts go through float32
+(exact below 2**24).
+"""
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+# Model codes shared by every implementation (Triton constexpr, C++ switch, reference branch).
+GAUSSIAN, POISSON, POISSON_GAUSSIAN, BERNOULLI, IMPULSE = 0, 1, 2, 3, 4
+# Draw purposes (counter word c3, low 8 bits), see the layout above.
+PURPOSE_MAIN, PURPOSE_LEVEL, PURPOSE_COLOUR, PURPOSE_POISSON = 0, 1, 2, 8
+POISSON_MAX_ATTEMPTS = 64  # PTRS attempts (acceptance > 0.9 per attempt for lam >= 10)
+POISSON_MAX_TERMS = 64  # inversion terms for lam < 10 (P(k >= 64) < 1e-40; only float saturation reaches it)
+POISSON_SMALL, POISSON_NORMAL = 10.0, 1000.0  # inversion below, PTRS up to, normal approximation above
+MAX_SAMPLE = 2**56  # sample indices live in c1 (low 32 bits) and c3 (24 bits above the purpose byte)
+MAX_STEP = 2**32
+
+IN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.uint16)
+OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# uint inputs are scaled by multiplying with this float32 constant (the same rounding everywhere).
+INPUT_SCALE = {torch.uint8: 1.0 / 255.0, torch.uint16: 1.0 / 65535.0}
+
+
+def _f32(value):
+    """Round a Python float to float32, as every kernel sees it."""
+    return float(torch.tensor(value, dtype=torch.float32))
+
+
+def _level(name, value, *, lower, upper=math.inf, open_lower=False):
+    """Validated (low, high) float32 pair from a scalar or a (low, high) pair."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) or
+                                       (isinstance(value, (tuple, list)) and len(value) == 2)):
+        raise TypeError(f"{name}: expected a number or a (low, high) pair, got {value!r}")
+    low, high = (value, value) if isinstance(value, (int, float)) else value
+    for v in (low, high):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{name}: expected numbers, got {value!r}")
+        if not math.isfinite(v) or v < lower or (open_lower and v == lower) or v > upper:
+            bound = f"{'>' if open_lower else '>='} {lower}" + (f" and <= {upper}" if upper != math.inf else "")
+            raise ValueError(f"{name}: every value must be finite and {bound}, got {value!r}")
+    if low > high:
+        raise ValueError(f"{name}: low must not exceed high, got (low, high) = {value!r}")
+    return _f32(low), _f32(high)
+
+
+class _Model:
+    def __post_init__(self):
+        for spec in fields(self):
+            self._check(spec.name)
+
+    def levels(self):
+        """(a_low, a_high, b_low, b_high) float32 values of the model's parameters (b unused: 0)."""
+        pairs = [self._check(spec.name) for spec in fields(self)]
+        a = pairs[0]
+        b = pairs[1] if len(pairs) > 1 else (0.0, 0.0)
+        return a + b
+
+
+@dataclass(frozen=True)
+class Gaussian(_Model):
+    """Additive white Gaussian noise, y = x + sigma * z. Zero-mean. Paper: train (0, 50/255), test 25/255."""
+    sigma: object
+    code = GAUSSIAN
+
+    def _check(self, name):
+        return _level("sigma", self.sigma, lower=0.0)
+
+
+@dataclass(frozen=True)
+class Poisson(_Model):
+    """Shot noise, y = Poisson(peak * x) / peak (exact sampling). Zero-mean. Paper: train (0.001, 50), test 30."""
+    peak: object
+    code = POISSON
+
+    def _check(self, name):
+        return _level("peak", self.peak, lower=0.0, open_lower=True)
+
+
+@dataclass(frozen=True)
+class PoissonGaussian(_Model):
+    """Shot plus read noise, y = Poisson(peak * x) / peak + sigma * z. Zero-mean."""
+    peak: object
+    sigma: object
+    code = POISSON_GAUSSIAN
+
+    def _check(self, name):
+        if name == "peak":
+            return _level("peak", self.peak, lower=0.0, open_lower=True)
+        return _level("sigma", self.sigma, lower=0.0)
+
+
+@dataclass(frozen=True)
+class Bernoulli(_Model):
+    """Drops whole pixels (all channels) with probability p: y = x * keep. The target's keep mask is returned."""
+    p: object
+    code = BERNOULLI
+
+    def _check(self, name):
+        return _level("p", self.p, lower=0.0, upper=1.0)
+
+
+@dataclass(frozen=True)
+class Impulse(_Model):
+    """Random-valued impulse: with probability p a whole pixel becomes a uniform random colour (each channel)."""
+    p: object
+    code = IMPULSE
+
+    def _check(self, name):
+        return _level("p", self.p, lower=0.0, upper=1.0)
+
+
+MODELS = (Gaussian, Poisson, PoissonGaussian, Bernoulli, Impulse)
+
+
+def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
+    """4-D clean batch after checking every argument (SPEC §7)."""
+    if not isinstance(clean, torch.Tensor):
+        raise TypeError(f"clean: expected a torch.Tensor (B, C, H, W) or (C, H, W), got {type(clean).__name__}")
+    if clean.dim() not in (3, 4):
+        raise ValueError(f"clean: expected rank 4 (B, C, H, W) or rank 3 (C, H, W), got shape {tuple(clean.shape)}")
+    if clean.dtype not in IN_DTYPES:
+        raise TypeError(f"clean: dtype {clean.dtype} is not supported; accepted: "
+                        + ", ".join(str(d) for d in IN_DTYPES))
+    if clean.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"clean: device {clean.device} is not supported; accepted: cpu, cuda")
+    if not isinstance(noise, MODELS):
+        raise TypeError(f"noise: expected one of {', '.join(m.__name__ for m in MODELS)}, got {noise!r}")
+    noise.levels()  # re-validates (dataclasses can be built with object.__setattr__ tricks)
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype: expected one of {', '.join(str(d) for d in OUT_DTYPES)}, got {out_dtype!r}")
+    for name, value, top in (("seed", seed, 2**64), ("step", step, MAX_STEP), ("index", index, MAX_SAMPLE)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}: expected an int, got {value!r}")
+        low = -(2**63) if name == "seed" else 0
+        if not low <= value < top:
+            raise ValueError(f"{name}: expected an int in [{low}, {top}), got {value}")
+    batch = clean.unsqueeze(0) if clean.dim() == 3 else clean
+    if index + batch.shape[0] > MAX_SAMPLE:
+        raise ValueError(f"index: index + batch size must be <= 2**56, got {index} + {batch.shape[0]}")
+    if batch[0].numel() >= 2**32:
+        raise ValueError(f"clean: a sample must have fewer than 2**32 elements, got {batch[0].numel()}")
+    if check_finite and clean.is_floating_point() and batch.numel() and not bool(torch.isfinite(batch).all()):
+        raise ValueError("clean: contains NaN or Inf; expected finite values (images in [0, 1])")
+    return batch
+
+
+def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, backend=None, check_finite=True):
+    """Two independent noisy copies of `clean`.
+
+    clean: (B, C, H, W) or (C, H, W), float32/float16/bfloat16 in [0, 1] or uint8/uint16 (scaled to [0, 1]).
+    noise: Gaussian | Poisson | PoissonGaussian | Bernoulli | Impulse.
+    seed: Philox key; step: training step; index: global index of the batch's first sample.
+    out_dtype: float32, bfloat16 or float16. Values are not clipped.
+    backend: None (first that serves) or "triton" / "extension" / "reference" to force one.
+    check_finite: reject NaN/Inf in float inputs (one extra read of the batch and a host sync).
+    Returns (y0, y1) shaped like `clean`; for Bernoulli (y0, y1, keep) with keep the target's (y1's) kept-pixel
+    mask, bool, (B, 1, H, W) (or (1, H, W) for a 3-D input).
+    """
+    batch = _validate(clean, noise, seed, step, index, out_dtype, check_finite)
+    from . import _backend
+
+    _, fn = _backend.choose("noisy_pair", batch.device, backend)
+    y0, y1, keep = fn(batch, noise, seed=seed, step=step, index=index, out_dtype=out_dtype)
+    if clean.dim() == 3:
+        y0, y1 = y0[0], y1[0]
+        keep = keep[0] if keep is not None else None
+    return (y0, y1, keep) if noise.code == BERNOULLI else (y0, y1)
+
+
+def add_noise(clean, noise, *, seed, step=0, index=0, stream=0, out_dtype=torch.float32, backend=None,
+              check_finite=True):
+    """One noisy copy, bitwise equal to `noisy_pair(...)[stream]` (stream 0 or 1). Same arguments as noisy_pair."""
+    if isinstance(stream, bool) or stream not in (0, 1):
+        raise ValueError(f"stream: expected 0 or 1, got {stream!r}")
+    return noisy_pair(clean, noise, seed=seed, step=step, index=index, out_dtype=out_dtype, backend=backend,
+                      check_finite=check_finite)[stream]

@@ -1,0 +1,201 @@
+"""Per-element noise as Triton jit helpers: the noisy-pair kernel and the fused loss kernels call these.
+
+Stable entry point for other kernels (keep the signature):
+
+    y0, y1, keep1 = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL,
+                                      a_low, a_high, b_low, b_high)
+
+    x       float32 block: clean values already scaled to [0, 1]
+    pos     int64 block (same shape as x): position of each element inside its sample, c * H * W + h * W + w
+    sample  int64, scalar or block broadcastable with x: global sample index (index of the batch's first sample
+            + sample's row in the batch). A scalar (one sample per program) costs the level draw once per program.
+    pixels  H * W (int), used by Bernoulli / Impulse (whole-pixel decisions) only
+    seed    64-bit Philox key (int); step: training step (int, < 2**32)
+    MODEL   tl.constexpr model code from n2n_fast.noise (GAUSSIAN=0, POISSON=1, POISSON_GAUSSIAN=2, BERNOULLI=3,
+            IMPULSE=4)
+    a_low, a_high, b_low, b_high  float32 parameter ranges from `noise.levels()` (scalar models: low == high).
+            a = sigma | peak | peak | p | p; b = PoissonGaussian's sigma (else unused)
+    returns y0 (input copy), y1 (target copy) float32 blocks, keep1: bool block, the target's Bernoulli keep
+            decision of the element's pixel (all True for other models).
+
+Counter layout and draw purposes: n2n_fast/noise.py (documented there only). The arithmetic mirrors
+n2n_fast/reference/noise.py operation for operation; divisions use div_rn so they round like PyTorch and C++.
+"""
+import triton
+import triton.language as tl
+
+from .. import noise as nz
+
+# n2n_fast.noise constants as constexpr globals (the only kind of global a jit function may read).
+GAUSSIAN = tl.constexpr(nz.GAUSSIAN)
+POISSON = tl.constexpr(nz.POISSON)
+POISSON_GAUSSIAN = tl.constexpr(nz.POISSON_GAUSSIAN)
+BERNOULLI = tl.constexpr(nz.BERNOULLI)
+IMPULSE = tl.constexpr(nz.IMPULSE)
+PURPOSE_MAIN = tl.constexpr(nz.PURPOSE_MAIN)
+PURPOSE_LEVEL = tl.constexpr(nz.PURPOSE_LEVEL)
+PURPOSE_COLOUR = tl.constexpr(nz.PURPOSE_COLOUR)
+PURPOSE_POISSON = tl.constexpr(nz.PURPOSE_POISSON)
+POISSON_MAX_ATTEMPTS = tl.constexpr(nz.POISSON_MAX_ATTEMPTS)
+POISSON_MAX_TERMS = tl.constexpr(nz.POISSON_MAX_TERMS)
+POISSON_SMALL = tl.constexpr(nz.POISSON_SMALL)
+POISSON_NORMAL = tl.constexpr(nz.POISSON_NORMAL)
+U24 = tl.constexpr(2.0**-24)
+TWO_PI = tl.constexpr(6.283185307179586)
+HALF_LOG_2PI = tl.constexpr(0.9189385332046727)
+
+
+@triton.jit
+def draw(seed, pos, sample, step, purpose):
+    """Philox4x32-10 words (uint32 blocks shaped like pos) for counter (pos, sample lo, step, purpose | sample hi
+    << 8); pos, sample int64 (scalar or block), purpose int."""
+    zero = pos.to(tl.uint32) * 0
+    c1 = zero + (sample & 0xFFFFFFFF).to(tl.uint32)
+    c2 = zero + tl.to_tensor(step).to(tl.uint32)  # to_tensor: step may arrive as a constexpr (1)
+    c3 = zero + (purpose | ((sample >> 32) << 8)).to(tl.uint32)
+    return tl.philox(seed, pos.to(tl.uint32), c1, c2, c3)
+
+
+@triton.jit
+def uniform(word):
+    """u(w) = (w >> 8) * 2**-24 in [0, 1), exact in float32."""
+    return (word >> 8).to(tl.float32) * U24
+
+
+@triton.jit
+def box_muller(w0, w1):
+    """(r cos(2 pi u1), r sin(2 pi u1)), r = sqrt(-2 log(1 - u0))."""
+    r = tl.sqrt_rn(-2.0 * tl.log(1.0 - uniform(w0)))
+    theta = uniform(w1) * TWO_PI
+    return r * tl.cos(theta), r * tl.sin(theta)
+
+
+@triton.jit
+def levels(seed, step, sample, a_low, a_high, b_low, b_high):
+    """Per-sample, per-copy parameters (a0, a1, b0, b1) drawn uniformly in [low, high], shaped like sample."""
+    w0, w1, w2, w3 = draw(seed, sample * 0, sample, step, PURPOSE_LEVEL)
+    a_span = a_high - a_low
+    b_span = b_high - b_low
+    return (a_low + a_span * uniform(w0), a_low + a_span * uniform(w1),
+            b_low + b_span * uniform(w2), b_low + b_span * uniform(w3))
+
+
+@triton.jit
+def log_factorial(k):
+    """log(k!) for float32 integer-valued k >= 0: exact product below 9, Stirling series above."""
+    fact = tl.full(k.shape, 1.0, tl.float32)
+    for i in tl.static_range(2, 9):
+        fact = tl.where(k >= i, fact * i, fact)
+    x = tl.maximum(k + 1.0, 9.0)
+    inv = tl.div_rn(tl.full(k.shape, 1.0, tl.float32), x)
+    inv2 = inv * inv
+    corr = inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0)))
+    stirling = (x - 0.5) * tl.log(x) - x + HALF_LOG_2PI + corr
+    return tl.where(k < 9.0, tl.log(fact), stirling)
+
+
+@triton.jit
+def ptrs_attempt(lam, u, v):
+    """One attempt of Hoermann's PTRS (lam >= 10): (candidate k clamped at 0, accepted)."""
+    slam = tl.sqrt_rn(lam)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    inv_alpha = 1.1239 + tl.div_rn(tl.full(lam.shape, 1.1328, tl.float32), b - 3.4)
+    v_r = 0.9277 - tl.div_rn(tl.full(lam.shape, 3.6224, tl.float32), b - 2.0)
+    us_u = u - 0.5
+    us = 0.5 - tl.abs(us_u)
+    k = tl.floor((tl.div_rn(2.0 * a, us) + b) * us_u + lam + 0.43)
+    squeeze = (us >= 0.07) & (v <= v_r)
+    reject = (k < 0.0) | (us == 0.0) | ((us < 0.013) & (v > us))
+    kc = tl.maximum(k, 0.0)
+    lhs = tl.log(tl.div_rn(v * inv_alpha, tl.div_rn(a, us * us) + b))
+    rhs = -lam + kc * tl.log(lam) - log_factorial(kc)
+    return kc, squeeze | ((~reject) & (lhs <= rhs))
+
+
+@triton.jit
+def poisson_inversion(lam, u):
+    """Smallest k with u < F(k) by sequential search (lam < 10; other lanes pass lam = 0 and return 0)."""
+    k = tl.zeros(lam.shape, tl.float32)
+    p = tl.exp(-lam)
+    cdf = p
+    more = (u > cdf) & (k < POISSON_MAX_TERMS)
+    while tl.max(more.to(tl.int32)) > 0:
+        k = tl.where(more, k + 1.0, k)
+        p = tl.where(more, p * tl.div_rn(lam, k), p)
+        cdf = tl.where(more, cdf + p, cdf)
+        more = (u > cdf) & (k < POISSON_MAX_TERMS)
+    return k
+
+
+@triton.jit
+def poisson_pair(lam0, lam1, seed, pos, sample, step):
+    """Poisson counts (float32) for both copies: inversion / PTRS / normal approximation by mean (noise.py)."""
+    r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON)
+    small0 = lam0 < POISSON_SMALL
+    small1 = lam1 < POISSON_SMALL
+    normal0 = lam0 > POISSON_NORMAL
+    normal1 = lam1 > POISSON_NORMAL
+    k0 = poisson_inversion(tl.where(small0, lam0, 0.0), uniform(r0))
+    k1 = poisson_inversion(tl.where(small1, lam1, 0.0), uniform(r2))
+    z0, _s0 = box_muller(r0, r1)
+    z1, _s1 = box_muller(r2, r3)
+    k0 = tl.where(normal0, tl.maximum(tl.floor(lam0 + tl.sqrt_rn(lam0) * z0 + 0.5), 0.0), k0)
+    k1 = tl.where(normal1, tl.maximum(tl.floor(lam1 + tl.sqrt_rn(lam1) * z1 + 0.5), 0.0), k1)
+    pending0 = (~small0) & (~normal0)
+    pending1 = (~small1) & (~normal1)
+    lam_p0 = tl.where(pending0, lam0, POISSON_SMALL)
+    lam_p1 = tl.where(pending1, lam1, POISSON_SMALL)
+    attempt = 0
+    while tl.max((pending0 | pending1).to(tl.int32)) > 0:
+        if attempt > 0:  # each attempt has its own counter, so every implementation replays the same attempts
+            r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON + attempt)
+        last = attempt == POISSON_MAX_ATTEMPTS - 1
+        cand0, ok0 = ptrs_attempt(lam_p0, uniform(r0), uniform(r1))
+        cand1, ok1 = ptrs_attempt(lam_p1, uniform(r2), uniform(r3))
+        take0 = pending0 & (ok0 | last)
+        take1 = pending1 & (ok1 | last)
+        k0 = tl.where(take0, cand0, k0)
+        k1 = tl.where(take1, cand1, k1)
+        pending0 = pending0 & (~take0)
+        pending1 = pending1 & (~take1)
+        attempt += 1
+    return k0, k1
+
+
+@triton.jit
+def noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a_low, a_high, b_low, b_high):
+    """(y0, y1, keep1) for clean float32 values x; see the module docstring for every argument."""
+    a0, a1, b0, b1 = levels(seed, step, sample, a_low, a_high, b_low, b_high)
+    keep1 = x == x  # all True (inputs are finite)
+    if MODEL == GAUSSIAN:
+        w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+        z0, z1 = box_muller(w0, w1)
+        y0 = x + a0 * z0
+        y1 = x + a1 * z1
+    elif MODEL == POISSON or MODEL == POISSON_GAUSSIAN:
+        xp = tl.maximum(x, 0.0)
+        k0, k1 = poisson_pair(a0 * xp, a1 * xp, seed, pos, sample, step)
+        y0 = tl.div_rn(k0, a0 + x * 0.0)
+        y1 = tl.div_rn(k1, a1 + x * 0.0)
+        if MODEL == POISSON_GAUSSIAN:
+            w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+            z0, z1 = box_muller(w0, w1)
+            y0 = y0 + b0 * z0
+            y1 = y1 + b1 * z1
+    else:
+        pixel = (pos.to(tl.uint32) % tl.to_tensor(pixels).to(tl.uint32)).to(tl.int64)  # 32-bit: a sample has < 2**32 elements
+        _p0, _p1, d0, d1 = draw(seed, pixel, sample, step, PURPOSE_MAIN)
+        u0 = uniform(d0)
+        u1 = uniform(d1)
+        if MODEL == BERNOULLI:
+            keep0 = u0 >= a0
+            keep1 = u1 >= a1
+            y0 = tl.where(keep0, x, 0.0)
+            y1 = tl.where(keep1, x, 0.0)
+        else:
+            tl.static_assert(MODEL == IMPULSE, "unknown noise model code")
+            c0, c1, _c2, _c3 = draw(seed, pos, sample, step, PURPOSE_COLOUR)
+            y0 = tl.where(u0 < a0, uniform(c0), x)
+            y1 = tl.where(u1 < a1, uniform(c1), x)
+    return y0, y1, keep1
