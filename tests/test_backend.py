@@ -1,4 +1,5 @@
 """The one dispatch point: priority order, forcing by argument and environment, and refusal reports."""
+import os
 import subprocess
 import sys
 
@@ -64,5 +65,7 @@ def test_package_imports_without_triton_and_extension():
         "assert 'triton: unavailable' in text and 'extension: unavailable' in text, text\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # hide any GPU: torch.cuda's lazy initialisation may import triton on its own, which is not what is tested here
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr
