@@ -85,7 +85,7 @@ OPS = {
         Impl("reference", "reference.loss:loss"),
     ),
     "n2n_loss": (
-        Impl("triton", "triton.loss:n2n_loss"),
+        Impl("triton", "triton.loss_fused:n2n_loss"),
         Impl("reference", "reference.loss:n2n_loss"),
     ),
     "tile_gather": (

@@ -1,0 +1,161 @@
+"""Losses (SPEC §2): L2, L1, annealed L0, HDR relative L2, and the fused Noise2Noise objective.
+
+All share `(pred, target, *, mask=None, reduction="mean", backend=None, ...)`:
+  pred, target  float tensors of the same shape and device; dtypes may differ (bf16 pred under autocast, float32
+                target). Arithmetic and the result are float32 (float64 when an input is float64); the gradient
+                has pred's dtype.
+  mask          bool, pred's shape or broadcastable over channels (dim 1 of size 1, e.g. (B, 1, H, W)); only
+                True elements count, and "mean" divides by their number after broadcasting (0 when none is kept).
+  reduction     "mean" (0-d), "sum" (0-d) or "none" (pred's shape, float32).
+  backend       None (the fastest that serves, see n2n_fast._backend), or "triton" / "reference" to force one.
+"""
+import math
+import numbers
+
+import torch
+
+from . import _backend
+from .reference.loss import KINDS, REDUCTIONS
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_tensor(name, x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"{name}: empty tensor (shape {tuple(x.shape)}); a loss needs at least one element")
+
+
+def _check_mask(mask, pred):
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask: expected a bool torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask: expected dtype torch.bool, got {mask.dtype}")
+    if mask.device != pred.device:
+        raise ValueError(f"mask: on {mask.device}, pred is on {pred.device}; they must share a device")
+    channel_broadcast = (mask.dim() == pred.dim() >= 2 and mask.shape[1] == 1
+                         and mask.shape[:1] + mask.shape[2:] == pred.shape[:1] + pred.shape[2:])
+    if mask.shape != pred.shape and not channel_broadcast:
+        shape = tuple(pred.shape)
+        accepted = f"{shape}" + (f" or {shape[:1] + (1,) + shape[2:]}" if len(shape) >= 2 else "")
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not fit pred's {shape}; accepted: {accepted}")
+
+
+def _check_positive(name, value, allow_zero):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name}: expected a finite real number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def check_loss_args(pred, target, mask, reduction, target_name="target"):
+    """Validate the shared loss arguments (raises TypeError / ValueError naming the argument)."""
+    _check_tensor("pred", pred)
+    _check_tensor(target_name, target)
+    if target.shape != pred.shape:
+        raise ValueError(f"{target_name}: shape {tuple(target.shape)} differs from pred's {tuple(pred.shape)}; "
+                         "they must be equal")
+    if target.device != pred.device:
+        raise ValueError(f"{target_name}: on {target.device}, pred is on {pred.device}; they must share a device")
+    _check_mask(mask, pred)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: unknown reduction {reduction!r}; accepted: {', '.join(REDUCTIONS)}")
+
+
+_RESOLVED = {}  # (op, backend name) -> implementation, filled by _choose_backend
+
+
+@torch.compiler.assume_constant_result
+def _choose_backend(op, device, backend):
+    """Name of the backend serving `op` on `device` (a str); records its implementation in _RESOLVED.
+    torch.compile runs this once, eagerly, while tracing: the lazy imports inside _backend.choose cannot be traced,
+    and a function object cannot be a traced constant, so the name comes back and the function is looked up."""
+    name, impl = _backend.choose(op, device, backend)
+    _RESOLVED[op, name] = impl
+    return name
+
+
+def _choose(op, device, backend):
+    return _RESOLVED[op, _choose_backend(op, str(device), backend)]
+
+
+def _loss(pred, target, mask, reduction, backend, kind, gamma=0.0, eps=0.0):
+    check_loss_args(pred, target, mask, reduction)
+    impl = _choose("loss", pred.device, backend)
+    return impl(pred, target, mask, kind=kind, reduction=reduction, gamma=float(gamma), eps=float(eps))
+
+
+def l2_loss(pred, target, *, mask=None, reduction="mean", backend=None):
+    """Squared error (pred - target)**2: N2N with zero-mean noise (learns the mean)."""
+    return _loss(pred, target, mask, reduction, backend, "l2")
+
+
+def l1_loss(pred, target, *, mask=None, reduction="mean", backend=None):
+    """Absolute error |pred - target|: noise with zero median (learns the median)."""
+    return _loss(pred, target, mask, reduction, backend, "l1")
+
+
+def l0_loss(pred, target, *, gamma, eps=1e-8, mask=None, reduction="mean", backend=None):
+    """Annealed L0 (|pred - target| + eps)**gamma: impulse noise (learns the mode as gamma -> 0).
+
+    gamma >= 0 (the paper anneals it linearly from 2 to 0 over training); eps > 0 keeps the gradient finite."""
+    _check_positive("gamma", gamma, allow_zero=True)
+    _check_positive("eps", eps, allow_zero=False)
+    return _loss(pred, target, mask, reduction, backend, "l0", gamma, eps)
+
+
+def hdr_loss(pred, target, *, eps=0.01, mask=None, reduction="mean", backend=None):
+    """Relative L2 (pred - target)**2 / (pred.detach() + eps)**2 for HDR images (no gradient through the
+    denominator). eps > 0."""
+    _check_positive("eps", eps, allow_zero=False)
+    return _loss(pred, target, mask, reduction, backend, "hdr", 0.0, eps)
+
+
+_KIND_DEFAULTS = {"l2": {}, "l1": {}, "l0": {"eps": 1e-8}, "hdr": {"eps": 0.01}}
+
+
+def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None, **loss_kwargs):
+    """The fused Noise2Noise objective: `<kind>_loss(pred, noisy_pair(clean, noise, seed=seed, step=step,
+    index=index)[1], **loss_kwargs)`, with a Bernoulli target's kept-pixel mask applied (ANDed with `mask` when
+    one is given), computed without writing the target to memory on the Triton path.
+
+    pred: (B, C, H, W) float; clean: the clean batch noisy_pair takes, same shape; kind: "l2" | "l1" | "l0" |
+    "hdr"; loss_kwargs: mask, reduction, and the kind's own (gamma and eps for l0, eps for hdr)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: unknown loss kind {kind!r}; accepted: {', '.join(KINDS)}")
+    accepted = {"mask", "reduction"} | ({"gamma"} if kind == "l0" else set()) | set(_KIND_DEFAULTS[kind])
+    unknown = set(loss_kwargs) - accepted
+    if unknown:
+        raise TypeError(f"loss_kwargs: {sorted(unknown)} not accepted by kind {kind!r}; accepted: {sorted(accepted)}")
+    if kind == "l0" and "gamma" not in loss_kwargs:
+        raise TypeError("gamma: kind 'l0' needs gamma (>= 0)")
+    params = {**_KIND_DEFAULTS[kind], **loss_kwargs}
+    mask, reduction = params.pop("mask", None), params.pop("reduction", "mean")
+    gamma, eps = params.get("gamma", 0.0), params.get("eps", 0.0)
+    if kind == "l0":
+        _check_positive("gamma", gamma, allow_zero=True)
+    if kind in ("l0", "hdr"):
+        _check_positive("eps", eps, allow_zero=False)
+    from .noise import _validate as check_noise_args
+
+    _check_tensor("pred", pred)
+    # clean, noise, seed, step, index as noisy_pair checks them; no finiteness scan: it would sync the host
+    check_noise_args(clean, noise, seed, step, index, torch.float32, check_finite=False)
+    if clean.shape != pred.shape:
+        raise ValueError(f"clean: shape {tuple(clean.shape)} differs from pred's {tuple(pred.shape)}; "
+                         "they must be equal")
+    if clean.device != pred.device:
+        raise ValueError(f"clean: on {clean.device}, pred is on {pred.device}; they must share a device")
+    if clean.numel() == 0:
+        raise ValueError(f"clean: empty tensor (shape {tuple(clean.shape)}); a loss needs at least one element")
+    _check_mask(mask, pred)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: unknown reduction {reduction!r}; accepted: {', '.join(REDUCTIONS)}")
+    impl = _choose("n2n_loss", pred.device, backend)
+    return impl(pred, clean, noise, seed=seed, step=step, index=index, mask=mask, kind=kind, reduction=reduction,
+                gamma=float(gamma), eps=float(eps))

@@ -1,0 +1,248 @@
+"""Triton losses: one pass reads pred and target, writes the gradient, and reduces (SPEC §2, §6).
+
+Bytes per element, fp32 pred and target, "mean": forward reads 8 and writes 4 (the gradient), backward reads 4 and
+writes 4. Nothing else touches memory: the reduction is two-stage (per-program partial sums, then one tiny
+program sums them in a fixed order), so results are bitwise reproducible run to run and never use float atomics.
+
+What the gradient buffer holds: d(sum of kept losses)/d pred, masked, in pred's dtype. The reduction's scale
+(1/count for "mean", 1 for "sum") is a 0-d device tensor that the backward folds into grad_output before its one
+multiply: for a masked mean the count of kept elements is known only when this very pass ends, so it cannot be
+applied while writing without a second pass over the mask, and keeping the 1/count factor out of the stored values
+keeps fp16 gradients of large batches out of the subnormal range (2*d/N for N = 16 M is below fp16's smallest
+subnormal). The backward is one elementwise multiply by a scalar either way, with no host sync.
+
+reduction="none": the gradient is still written in the forward. The alternative, recomputing it in the backward
+from pred and target, moves as many bytes for fp32 (write+read 4+4 vs reread 4+4), more with a bf16 pred
+(2+2 vs 2+4), more with a mask (reread) and far more work for the fused N2N objective (regenerate the noise). The
+gradient is only written when autograd will need it (`need_grad`), so evaluation pays nothing for it.
+
+Layout: the kernel walks elements in memory order, so any dense layout (NCHW, channels_last, permuted) is served
+without a copy; only inputs whose strides differ from pred's (or non-dense views) are copied into pred's layout
+first, one extra pass that dense training tensors never pay, while a strided kernel would lose 128-bit accesses.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from ..reference import loss as reference
+
+KIND_CODE = {"l2": 0, "l1": 1, "l0": 2, "hdr": 3}
+MASK_NONE, MASK_FULL, MASK_ROWS = 0, 1, 2  # no mask; one mask element per element; (B,1,...) mask shared by C rows
+BLOCK = 4096  # elements per program: 16 per thread at 8 warps, i.e. four 128-bit loads of fp32
+NUM_WARPS = 8
+FINISH_BLOCK = 1024
+MAX_GRID_ROWS = 65535  # CUDA limit of grid dimension 1
+POISON = False  # tests set it: every output buffer starts as NaN (-1 for counts) so unwritten elements show
+
+
+def output(buffer):
+    """A freshly allocated output buffer, poisoned when POISON is set."""
+    if POISON and buffer.numel():
+        buffer.fill_(float("nan") if buffer.is_floating_point() else -1)
+    return buffer
+
+
+@triton.jit
+def elementwise_loss(p, t, gamma, eps, KIND: tl.constexpr):
+    """(loss, d loss / d p) of float32 blocks p (pred) and t (target) for loss KIND (0 l2, 1 l1, 2 l0, 3 hdr)."""
+    d = p - t
+    if KIND == 0:
+        value = d * d
+        grad = 2.0 * d
+    elif KIND == 1:
+        value = tl.abs(d)
+        grad = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))  # sign(d); 0 at d == 0 like torch's abs
+    elif KIND == 2:
+        a = tl.abs(d) + eps
+        value = tl.exp2(gamma * tl.log2(a))  # a**gamma, a > 0 since eps > 0
+        sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))
+        grad = gamma * value / a * sign  # gamma * a**(gamma-1) * sign(d), without a second pow
+    else:
+        inv = 1.0 / (p + eps)  # pred.detach() + eps: no gradient through the denominator
+        inv2 = inv * inv
+        value = d * d * inv2
+        grad = 2.0 * d * inv2
+    return value, grad
+
+
+@triton.jit
+def _loss_kernel(
+    pred_ptr,  # (rows, cols) in memory order, any float dtype
+    target_ptr,  # same layout as pred, any float dtype
+    mask_ptr,  # uint8 view of the bool mask: same layout (MASK_FULL) or (rows // channels, cols) (MASK_ROWS)
+    grad_ptr,  # out, pred's dtype and layout: d(sum of kept losses)/d pred; written when need_grad
+    values_ptr,  # out, float32, pred's layout: per-element loss (REDUCE == False only)
+    partial_ptr,  # out, float32 [programs]: per-program loss sums (REDUCE only)
+    count_ptr,  # out, int32 [programs]: per-program kept-element counts (REDUCE and a mask only)
+    cols,  # elements per row (all elements when MASK_MODE != MASK_ROWS)
+    channels,  # rows sharing one mask row (MASK_ROWS)
+    gamma,  # l0 exponent
+    eps,  # l0 / hdr epsilon
+    need_grad,  # write grad_ptr (uniform runtime branch: halves the number of specialisations to ship)
+    KIND: tl.constexpr,
+    MASK_MODE: tl.constexpr,
+    REDUCE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    col_block = tl.program_id(0)
+    row = tl.program_id(1)
+    cols_idx = col_block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    inside = cols_idx < cols
+    if MASK_MODE == 2:
+        offsets = row.to(tl.int64) * cols + cols_idx
+    else:
+        offsets = cols_idx  # one row: no row term, so alignment follows from BLOCK alone
+    p = tl.load(pred_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+    t = tl.load(target_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+    value, grad = elementwise_loss(p, t, gamma, eps, KIND)
+    if MASK_MODE == 1:
+        keep = inside & (tl.load(mask_ptr + offsets, mask=inside, other=0) != 0)
+    elif MASK_MODE == 2:
+        mask_offsets = (row // channels).to(tl.int64) * cols + cols_idx
+        keep = inside & (tl.load(mask_ptr + mask_offsets, mask=inside, other=0) != 0)
+    else:
+        keep = inside
+    value = tl.where(keep, value, 0.0)  # where, not multiply: NaN/Inf in dropped elements must not leak
+    if need_grad:
+        tl.store(grad_ptr + offsets, tl.where(keep, grad, 0.0).to(grad_ptr.dtype.element_ty), mask=inside)
+    if REDUCE:
+        program = row * tl.num_programs(0) + col_block
+        tl.store(partial_ptr + program, tl.sum(value, axis=0))
+        if MASK_MODE != 0:
+            tl.store(count_ptr + program, tl.sum(keep.to(tl.int32), axis=0))
+    else:
+        tl.store(values_ptr + offsets, value, mask=inside)
+
+
+@triton.jit
+def _finish_kernel(
+    partial_ptr,  # float32 [n_partials]
+    count_ptr,  # int32 [n_partials] (MASKED only)
+    n_partials,
+    numel,  # element count: the divisor of an unmasked mean
+    out_ptr,  # out, float32 0-d: the loss
+    scale_ptr,  # out, float32 0-d: d loss / d (sum of kept losses), folded into the backward's grad_output
+    MEAN: tl.constexpr,
+    MASKED: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    # One program, fixed order: lane i sums partials i, i + BLOCK, ... then a fixed tree; deterministic.
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    kept = tl.zeros([BLOCK], dtype=tl.int64)
+    for start in range(0, n_partials, BLOCK):
+        idx = start + tl.arange(0, BLOCK)
+        acc += tl.load(partial_ptr + idx, mask=idx < n_partials, other=0.0)
+        if MASKED:
+            kept += tl.load(count_ptr + idx, mask=idx < n_partials, other=0).to(tl.int64)
+    total = tl.sum(acc, axis=0)
+    if MEAN:
+        if MASKED:
+            count = tl.maximum(tl.sum(kept, axis=0), 1).to(tl.float64)  # none kept: loss 0, gradient 0
+        else:
+            count = tl.zeros([], dtype=tl.float64) + numel  # numel may arrive as a constexpr 1
+        tl.store(out_ptr, (total.to(tl.float64) / count).to(tl.float32))
+        tl.store(scale_ptr, (1.0 / count).to(tl.float32))
+    else:
+        tl.store(out_ptr, total)
+        tl.store(scale_ptr, 1.0)
+
+
+def like(layout, x):
+    """x in the memory layout of the dense (meta) tensor `layout`; no copy when it already is."""
+    if x.shape == layout.shape and x.stride() == layout.stride():
+        return x
+    return torch.empty_like(layout, dtype=x.dtype, device=x.device).copy_(x)
+
+
+def mask_mode(mask, grad):
+    """(mode, mask as uint8 in the layout the kernel reads, rows, cols, channels) for `grad`'s layout."""
+    if mask is None:
+        return MASK_NONE, None, 1, grad.numel(), 1
+    if mask.shape != grad.shape:  # channel-broadcast (B, 1, ...): read it per row instead of expanding it
+        rows, channels = grad.shape[0] * grad.shape[1], grad.shape[1]
+        if grad.is_contiguous() and mask.is_contiguous() and rows <= MAX_GRID_ROWS:
+            return MASK_ROWS, mask.view(torch.uint8), rows, grad.numel() // rows, channels
+        mask = mask.expand(grad.shape)  # channels_last or huge B*C: expand (1 byte/element, cheaper than a
+    return MASK_FULL, like(grad, mask).view(torch.uint8), 1, grad.numel(), 1  # strided kernel)
+
+
+def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
+    """Run the loss kernels: (loss, grad or empty, scale); loss is 0-d unless reduction == "none"."""
+    layout = torch.empty_like(pred, device="meta")  # pred's layout made dense; what empty_like gives the grad
+    grad = output(torch.empty_like(pred)) if need_grad else pred.new_empty((0,))
+    pred_w, target_w = like(layout, pred), like(layout, target)
+    mode, mask_w, rows, cols, channels = mask_mode(mask, layout)
+    grid = (triton.cdiv(cols, BLOCK), rows)
+    programs = grid[0] * grid[1]
+    reduce_ = reduction != "none"
+    values = torch.empty((0,), dtype=torch.float32, device=pred.device)
+    partials = counts = values
+    if reduce_:
+        partials = output(torch.empty(programs, dtype=torch.float32, device=pred.device))
+        if mode != MASK_NONE:
+            counts = output(torch.empty(programs, dtype=torch.int32, device=pred.device))
+    else:
+        values = output(torch.empty_like(pred, dtype=torch.float32))
+    dummy = pred_w  # unused pointer arguments still need a tensor
+    _loss_kernel[grid](
+        pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy,
+        values if not reduce_ else dummy, partials if reduce_ else dummy, counts if counts.numel() else dummy,
+        cols, channels, float(gamma), float(eps), bool(need_grad),
+        KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    scale = torch.ones((), dtype=torch.float32, device=pred.device)
+    if not reduce_:
+        return values, grad, scale
+    out, scale = output(torch.empty_like(scale)), output(scale)
+    _finish_kernel[(1,)](partials, counts if counts.numel() else partials, programs, pred.numel(), out, scale,
+                         MEAN=reduction == "mean", MASKED=mode != MASK_NONE, BLOCK=FINISH_BLOCK)
+    return out, grad, scale
+
+
+@torch.library.custom_op("n2n_fast_triton::loss", mutates_args=())
+def _loss_op(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, kind: str, reduction: str,
+             gamma: float, eps: float, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return launch(pred, target, mask, kind, reduction, gamma, eps, need_grad)
+
+
+@_loss_op.register_fake
+def _loss_fake(pred, target, mask, kind, reduction, gamma, eps, need_grad):
+    grad = torch.empty_like(pred) if need_grad else pred.new_empty((0,))
+    value_shape = torch.empty_like(pred, dtype=torch.float32) if reduction == "none" else pred.new_empty(
+        (), dtype=torch.float32)
+    return value_shape, grad, pred.new_empty((), dtype=torch.float32)
+
+
+def setup_context(ctx, inputs, output):
+    """Shared by every loss op: inputs start (pred, target, ...), outputs are (loss, grad, scale)."""
+    _, grad, scale = output
+    ctx.save_for_backward(grad, scale)
+    ctx.target_dtype = inputs[1].dtype
+
+
+def backward(ctx, grad_loss, _grad_grad=None, _grad_scale=None):
+    """One multiply: the saved gradient times grad_output (a scalar times the reduction's scale, or per element
+    for "none"). The target's gradient is minus the pred's for every kind (hdr's denominator is detached)."""
+    grad, scale = ctx.saved_tensors
+    if grad_loss.dim() == 0:
+        grad_pred = grad * (grad_loss * scale)  # 0-d factor: the result keeps grad's (pred's) dtype
+    else:
+        grad_pred = (grad * grad_loss).to(grad.dtype)
+    grad_target = None
+    if ctx.needs_input_grad[1] and ctx.target_dtype is not None:  # None: the second input is not differentiable
+        grad_target = -grad_pred.to(ctx.target_dtype)
+    return (grad_pred if ctx.needs_input_grad[0] else None, grad_target) + (None,) * (len(ctx.needs_input_grad) - 2)
+
+
+_loss_op.register_autograd(backward, setup_context=setup_context)
+
+
+def needs_grad(*tensors):
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def loss(pred, target, mask=None, *, kind="l2", reduction="mean", gamma=0.0, eps=0.0):
+    """The `loss` op on Triton (CUDA tensors; CPU tensors under TRITON_INTERPRET=1). float64 inputs go to the
+    reference: the kernel accumulates in float32 and would silently drop the precision the caller asked for."""
+    if pred.dtype == torch.float64 or target.dtype == torch.float64:
+        return reference.loss(pred, target, mask, kind=kind, reduction=reduction, gamma=gamma, eps=eps)
+    return _loss_op(pred, target, mask, kind, reduction, float(gamma), float(eps), needs_grad(pred, target))[0]

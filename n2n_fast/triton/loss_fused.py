@@ -1,0 +1,144 @@
+"""The fused Noise2Noise objective on Triton: the loss kernel regenerates the target itself (SPEC §2, §6).
+
+`n2n_loss(pred, clean, noise, ...)` equals `<kind>_loss(pred, noisy_pair(clean, noise, ...)[1], ...)` but never
+writes the target: each program reads its block of clean values, recomputes copy 1 with the noise jit helper
+(`noise_models.noisy_pair_values`, the same arithmetic and Philox counters as the noisy-pair kernel), and feeds it
+straight into `loss.elementwise_loss`. Bytes per element, fp32, "mean": read pred 4 + clean 4 (1 for uint8), write
+the gradient 4, instead of noisy_pair's 4 + 8 plus the loss's 8 + 4 (the unused copy 0 is also never written).
+A Bernoulli target's kept-pixel decision comes out of the same helper and masks the loss in registers.
+
+Tensors are taken in contiguous NCHW: the Philox counter is the element's logical position c*H*W + h*W + w inside
+its sample, which a channels_last walk would have to recompute with divisions; other layouts are copied first.
+The reduction, the saved gradient and the backward are those of triton/loss.py.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from ..reference import loss as reference
+from . import loss as plain
+from .noise_models import noisy_pair_values
+
+MAX_BATCH = 65535  # grid dimension 1 holds the sample; larger batches take the unfused path
+
+
+@triton.jit
+def _n2n_loss_kernel(
+    pred_ptr,  # (B, C*H*W) contiguous, any float dtype
+    clean_ptr,  # (B, C*H*W) contiguous, float or uint8/uint16 (scaled by in_scale)
+    mask_ptr,  # uint8 view of a (B, C*H*W) bool mask (has_mask only)
+    grad_ptr,  # out, pred's dtype: d(sum of kept losses)/d pred (need_grad only)
+    values_ptr,  # out, float32 (B, C*H*W): per-element loss (reduce == False only)
+    partial_ptr,  # out, float32 [programs]: per-program loss sums (reduce only)
+    count_ptr,  # out, int32 [programs]: per-program kept counts (reduce and masked only)
+    cols,  # C*H*W: elements per sample
+    pixels,  # H*W: Bernoulli / impulse decide per pixel
+    in_scale,  # float32 factor taking clean to [0, 1] (1/255 for uint8, 1/65535 for uint16, 1 for floats)
+    seed,  # Philox key
+    step,  # training step
+    index,  # global index of the batch's first sample
+    a_low, a_high, b_low, b_high,  # noise parameter ranges, noise.levels()
+    gamma,  # l0 exponent
+    eps,  # l0 / hdr epsilon
+    need_grad,  # write grad_ptr
+    has_mask,  # read mask_ptr
+    reduce,  # partial sums (True) or per-element values (False)
+    masked,  # count kept elements (a mask or Bernoulli noise)
+    KIND: tl.constexpr,  # loss kind code, triton/loss.py KIND_CODE
+    MODEL: tl.constexpr,  # noise model code, n2n_fast.noise
+    BLOCK: tl.constexpr,
+):
+    # Runtime flags are uniform branches: they keep the shipped specialisations to KIND x MODEL (20), not x 8.
+    col_block = tl.program_id(0)
+    row = tl.program_id(1)
+    pos = col_block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # the Philox counter's position in the sample
+    inside = pos < cols
+    offsets = row.to(tl.int64) * cols + pos
+    x = tl.load(clean_ptr + offsets, mask=inside, other=0).to(tl.float32) * in_scale
+    p = tl.load(pred_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+    sample = index + row.to(tl.int64)  # one sample per program: the level draw happens once per program
+    _copy0, target, keep = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low,
+                                             b_high)
+    value, grad = plain.elementwise_loss(p, target, gamma, eps, KIND)
+    keep = keep & inside
+    if has_mask:
+        keep = keep & (tl.load(mask_ptr + offsets, mask=inside, other=0) != 0)
+    value = tl.where(keep, value, 0.0)
+    if need_grad:
+        tl.store(grad_ptr + offsets, tl.where(keep, grad, 0.0).to(grad_ptr.dtype.element_ty), mask=inside)
+    if reduce:
+        program = row * tl.num_programs(0) + col_block
+        tl.store(partial_ptr + program, tl.sum(value, axis=0))
+        if masked:
+            tl.store(count_ptr + program, tl.sum(keep.to(tl.int32), axis=0))
+    else:
+        tl.store(values_ptr + offsets, value, mask=inside)
+
+
+def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad):
+    """Run the fused kernel on 4-D tensors: (loss, grad or empty, scale) like triton/loss.py's launch."""
+    from ..noise import BERNOULLI, INPUT_SCALE
+
+    pred_c, clean_c = pred.contiguous(), clean.contiguous()
+    batch, cols = pred.shape[0], pred[0].numel()
+    has_mask = mask is not None
+    mask_c = mask.expand(pred.shape).contiguous().view(torch.uint8) if has_mask else pred_c
+    masked = has_mask or model == BERNOULLI
+    grad = plain.output(pred.new_empty(pred.shape)) if need_grad else pred.new_empty((0,))
+    grid = (triton.cdiv(cols, plain.BLOCK), batch)
+    programs = grid[0] * grid[1]
+    reduce_ = reduction != "none"
+    device = pred.device
+    values = plain.output(torch.empty(pred.shape if not reduce_ else (0,), dtype=torch.float32, device=device))
+    partials = plain.output(torch.empty(programs if reduce_ else 0, dtype=torch.float32, device=device))
+    counts = plain.output(torch.empty(programs if reduce_ and masked else 0, dtype=torch.int32, device=device))
+    dummy = pred_c  # pointer arguments a flag leaves unused still need a tensor
+    _n2n_loss_kernel[grid](
+        pred_c, clean_c, mask_c, grad if need_grad else dummy, values if not reduce_ else dummy,
+        partials if reduce_ else dummy, counts if counts.numel() else dummy,
+        cols, pred.shape[2] * pred.shape[3], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1), step, index,
+        *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked,
+        KIND=plain.KIND_CODE[kind], MODEL=model, BLOCK=plain.BLOCK, num_warps=plain.NUM_WARPS)
+    scale = torch.ones((), dtype=torch.float32, device=device)
+    if not reduce_:
+        return values, grad, scale
+    out, scale = plain.output(torch.empty_like(scale)), plain.output(scale)
+    plain._finish_kernel[(1,)](partials, counts if counts.numel() else partials, programs, pred.numel(), out, scale,
+                               MEAN=reduction == "mean", MASKED=masked, BLOCK=plain.FINISH_BLOCK)
+    return out, grad, scale
+
+
+# The schema's int is int64: the seed travels as its signed two's complement and is unwrapped in launch().
+@torch.library.custom_op("n2n_fast_triton::n2n_loss", mutates_args=())
+def _n2n_loss_op(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor | None, model: int,
+                 levels: list[float], seed: int, step: int, index: int, kind: str, reduction: str, gamma: float,
+                 eps: float, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad)
+
+
+@_n2n_loss_op.register_fake
+def _n2n_loss_fake(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad):
+    grad = pred.new_empty(pred.shape) if need_grad else pred.new_empty((0,))
+    values = pred.new_empty(pred.shape if reduction == "none" else (), dtype=torch.float32)
+    return values, grad, pred.new_empty((), dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output):
+    plain.setup_context(ctx, inputs, output)
+    ctx.target_dtype = None  # clean gets no gradient: sampling noise is not differentiable
+
+
+_n2n_loss_op.register_autograd(plain.backward, setup_context=_setup_context)
+
+
+def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", reduction="mean", gamma=0.0,
+             eps=0.0):
+    """The `n2n_loss` op on Triton (validated arguments; see n2n_fast.loss.n2n_loss). float64 pred and batches
+    above 65535 samples take the unfused reference path."""
+    if pred.dtype == torch.float64 or pred.shape[0] > MAX_BATCH or pred.dim() != 4:
+        return reference.n2n_loss(pred, clean, noise, seed=seed, step=step, index=index, mask=mask, kind=kind,
+                                  reduction=reduction, gamma=gamma, eps=eps)
+    signed_seed = seed - 2**64 if seed >= 2**63 else seed
+    out = _n2n_loss_op(pred, clean, mask, noise.code, list(noise.levels()), signed_seed, step, index, kind,
+                       reduction, float(gamma), float(eps), plain.needs_grad(pred))
+    return out[0]
