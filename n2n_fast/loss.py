@@ -4,8 +4,9 @@ All share `(pred, target, *, mask=None, reduction="mean", backend=None, ...)`:
   pred, target  float tensors of the same shape and device; dtypes may differ (bf16 pred under autocast, float32
                 target). Arithmetic and the result are float32 (float64 when an input is float64); the gradient
                 has pred's dtype.
-  mask          bool, pred's shape or broadcastable over channels (dim 1 of size 1, e.g. (B, 1, H, W)); only
-                True elements count, and "mean" divides by their number after broadcasting (0 when none is kept).
+  mask          bool, pred's shape or broadcastable to it at the same rank (e.g. (B, 1, H, W): over channels;
+                (1, H, W) for a (C, H, W) pred); only True elements count, and "mean" divides by their number
+                after broadcasting (0 when none is kept).
   reduction     "mean" (0-d), "sum" (0-d) or "none" (pred's shape, float32).
   backend       None (the fastest that serves, see n2n_fast._backend), or "triton" / "reference" to force one.
 """
@@ -38,12 +39,12 @@ def _check_mask(mask, pred):
         raise TypeError(f"mask: expected dtype torch.bool, got {mask.dtype}")
     if mask.device != pred.device:
         raise ValueError(f"mask: on {mask.device}, pred is on {pred.device}; they must share a device")
-    channel_broadcast = (mask.dim() == pred.dim() >= 2 and mask.shape[1] == 1
-                         and mask.shape[:1] + mask.shape[2:] == pred.shape[:1] + pred.shape[2:])
-    if mask.shape != pred.shape and not channel_broadcast:
+    fits = mask.dim() == pred.dim() and all(m in (1, p) for m, p in zip(mask.shape, pred.shape))
+    if not fits:
         shape = tuple(pred.shape)
-        accepted = f"{shape}" + (f" or {shape[:1] + (1,) + shape[2:]}" if len(shape) >= 2 else "")
-        raise ValueError(f"mask: shape {tuple(mask.shape)} does not fit pred's {shape}; accepted: {accepted}")
+        hint = f", e.g. {shape[:1] + (1,) + shape[2:]}" if len(shape) >= 2 else ""
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not fit pred's {shape}; accepted: the same rank, "
+                         f"each size equal to pred's or 1 (broadcast over that dimension{hint})")
 
 
 def _check_positive(name, value, allow_zero):

@@ -118,6 +118,8 @@ def test_triton_layouts(kind, params, gen, monkeypatch):
         (pred.contiguous(memory_format=torch.channels_last), target, pixels),  # channels_last pred, NCHW target
         (pred[:, ::2, 1:], target[:, ::2, 1:], pixels[:, :, 1:]),  # non-dense views
         (pred[1:2, 1:2], target[1:2, 1:2], None),  # one channel, offset storage
+        (pred, target, pixels[:1]),  # one (1, 1, H, W) mask for every sample: expanded
+        (pred[0], target[0], pixels[0]),  # (C, H, W) with a (1, H, W) mask
     ]
     for p, t, mask in cases:
         for reduction in ("mean", "none"):

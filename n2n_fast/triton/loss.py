@@ -158,12 +158,13 @@ def mask_mode(mask, grad):
     """(mode, mask as uint8 in the layout the kernel reads, rows, cols, channels) for `grad`'s layout."""
     if mask is None:
         return MASK_NONE, None, 1, grad.numel(), 1
-    if mask.shape != grad.shape:  # channel-broadcast (B, 1, ...): read it per row instead of expanding it
+    over_channels = grad.dim() >= 2 and mask.shape == grad.shape[:1] + (1,) + grad.shape[2:]
+    if over_channels and grad.shape[1] > 1:  # (B, 1, ...) mask: read it per (b, c) row instead of expanding it
         rows, channels = grad.shape[0] * grad.shape[1], grad.shape[1]
         if grad.is_contiguous() and mask.is_contiguous() and rows <= MAX_GRID_ROWS:
             return MASK_ROWS, mask.view(torch.uint8), rows, grad.numel() // rows, channels
-        mask = mask.expand(grad.shape)  # channels_last or huge B*C: expand (1 byte/element, cheaper than a
-    return MASK_FULL, like(grad, mask).view(torch.uint8), 1, grad.numel(), 1  # strided kernel)
+    # any other broadcast, channels_last or a huge B*C: expand it (1 byte/element, cheaper than a strided kernel)
+    return MASK_FULL, like(grad, mask.expand(grad.shape)).view(torch.uint8), 1, grad.numel(), 1
 
 
 def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
