@@ -13,4 +13,25 @@ TORCH_LIBRARY(n2n_fast, m) {
   // Philox4x32-10 words for a tensor of counters (int32, last dim 4). The first op: proves the CPU + CUDA build
   // and the shared __host__ __device__ header end to end; the noise kernels build on the same header.
   m.def("philox(Tensor counters, int seed) -> Tensor");
+
+  // --- noise synthesis (csrc/noise.h, cpu/noise.cpp; Python side n2n_fast/ops/noise.py) ---
+  // Both noisy copies of a contiguous (B, C, H, W) clean batch (float32/bfloat16/float16/uint8/uint16), model code
+  // and float32 params (a_low, a_high, b_low, b_high) as in n2n_fast/noise.py, 64-bit seed, step, global index of
+  // the first sample. Returns (y0, y1, keep): keep is the target's kept-pixel mask (B, 1, H, W) for Bernoulli,
+  // else empty. Counter layout: n2n_fast/noise.py.
+  m.def("noisy_pair(Tensor clean, int model, float[] params, int seed, int step, int index, ScalarType out_dtype) "
+        "-> (Tensor, Tensor, Tensor)");
+
+  // --- tiled inference (csrc/tiling.h, cpu/tiling.cpp, cuda/tiling.cu; Python side n2n_fast/ops/tiling.py) ---
+  // A batch of tiles (K, C, tile_h, tile_w) of `dtype` from `image` (N, C, rows, W): image rows [row0, row0 + rows)
+  // of an image `height` x W, any strides, uint8/uint16/float16/bfloat16/float32/float64 (integers scaled to
+  // [0, 1]). Tile k is image index[k, 0] at (row_origins[index[k, 1]], col_origins[index[k, 2]]); positions outside
+  // the image are mirror padding.
+  m.def("tile_gather(Tensor image, Tensor index, Tensor row_origins, Tensor col_origins, int tile_h, int tile_w, "
+        "int height, int row0, ScalarType dtype) -> Tensor");
+  // Adds the weighted tiles into `out` (float32 (N, C, rows, width): image rows [row0, row0 + rows)), weights
+  // normalised over the whole tile grid; blend_mode 0 cosine, 1 gaussian, 2 stitch (keeps each tile's centre, dropping
+  // overlap / 2 on every side). Deterministic: no atomics, the per-pixel sum runs in tile order.
+  m.def("tile_blend(Tensor(a!) out, Tensor tiles, Tensor index, Tensor row_origins, Tensor col_origins, int height, "
+        "int width, int row0, int overlap, int blend_mode) -> ()");
 }

@@ -53,6 +53,12 @@ OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 INPUT_SCALE = {torch.uint8: 1.0 / 255.0, torch.uint16: 1.0 / 65535.0}
 
 
+def signed_seed(seed):
+    """The 64-bit key as a signed int64 (what op schemas' `int` carries); same bits."""
+    seed &= 2**64 - 1
+    return seed - 2**64 if seed >= 2**63 else seed
+
+
 def _f32(value):
     """Round a Python float to float32, as every kernel sees it."""
     return float(torch.tensor(value, dtype=torch.float32))

@@ -46,17 +46,21 @@ def levels(noise, seed, step, sample):
     return a[0], a[1], b[0], b[1]
 
 
-def log_factorial(k):
-    """log(k!) for float32 integer-valued k >= 0: exact product below 9, Stirling series (error < 1e-10) above."""
+def log_pmf(k, lam):
+    """log P(K = k) for K ~ Poisson(lam), float32 integer-valued k >= 0. Below k = 9 with log k! from the exact
+    product; above, with Stirling's series for log k! (error < 1e-10) rearranged as
+    (k + 1 - lam) + k log(lam / (k + 1)) - log(k + 1) / 2 - log(2 pi) / 2 - corr(k + 1), which avoids the
+    cancellation of k log(lam) against log k! (both ~1e4 near lam = 1000, where a float32 ulp is 1e-3)."""
     fact = torch.ones_like(k)
     for i in range(2, 9):
         fact = torch.where(k >= i, fact * i, fact)
-    x = torch.clamp(k + 1.0, min=9.0)
+    small = -lam + k * torch.log(lam) - torch.log(fact)
+    x = torch.clamp(k + 1.0, min=10.0)
     inv = 1.0 / x
     inv2 = inv * inv
     corr = inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0)))
-    stirling = (x - 0.5) * torch.log(x) - x + _HALF_LOG_2PI + corr
-    return torch.where(k < 9.0, torch.log(fact), stirling)
+    big = (x - lam) + k * torch.log(lam / x) - 0.5 * torch.log(x) - _HALF_LOG_2PI - corr
+    return torch.where(k < 9.0, small, big)
 
 
 def ptrs_attempt(lam, u, v):
@@ -73,7 +77,7 @@ def ptrs_attempt(lam, u, v):
     reject = (k < 0.0) | (us == 0.0) | ((us < 0.013) & (v > us))
     kc = torch.clamp(k, min=0.0)
     lhs = torch.log(v * inv_alpha / (a / (us * us) + b))
-    rhs = -lam + kc * torch.log(lam) - log_factorial(kc)
+    rhs = log_pmf(kc, lam)
     return kc, squeeze | (~reject & (lhs <= rhs))
 
 

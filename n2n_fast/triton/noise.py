@@ -17,6 +17,39 @@ _TL_OUT = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16
 
 
 @triton.jit
+def _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high, MODEL: tl.constexpr,
+            SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr):
+    """Loaded input values -> (y0, y1) in OUT_DTYPE and keep1; converting here keeps 1-2 byte inputs packed
+    while other chunks are computed."""
+    x = raw.to(tl.float32)
+    if SCALE_INPUT:
+        x = x * in_scale
+    y0, y1, keep1 = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high)
+    return y0.to(OUT_DTYPE), y1.to(OUT_DTYPE), keep1
+
+
+@triton.jit
+def _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
+                   MODEL: tl.constexpr, SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr, N: tl.constexpr,
+                   SPLIT_AGAIN: tl.constexpr):
+    """_values on the interleaved halves of N elements (even, odd positions), one after the other, joined back.
+    A thread's contiguous elements split evenly, so each half keeps half of them live through the loops."""
+    r_e, r_o = tl.split(tl.reshape(raw, (N // 2, 2)))
+    p_e, p_o = tl.split(tl.reshape(pos, (N // 2, 2)))
+    if SPLIT_AGAIN:
+        y0_e, y1_e = _values_halves(r_e, p_e, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
+                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False)
+        y0_o, y1_o = _values_halves(r_o, p_o, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
+                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False)
+    else:
+        y0_e, y1_e, _k = _values(r_e, p_e, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
+                                 MODEL, SCALE_INPUT, OUT_DTYPE)
+        y0_o, y1_o, _k = _values(r_o, p_o, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
+                                 MODEL, SCALE_INPUT, OUT_DTYPE)
+    return tl.reshape(tl.join(y0_e, y0_o), (N,)), tl.reshape(tl.join(y1_e, y1_o), (N,))
+
+
+@triton.jit
 def _noisy_pair_kernel(
     clean_ptr,  # (B, C, H, W) contiguous: float32 / float16 / bfloat16 / uint8 / uint16
     y0_ptr,  # (B, C, H, W) OUT_DTYPE: input copy
@@ -34,6 +67,7 @@ def _noisy_pair_kernel(
     SCALE_INPUT: tl.constexpr,  # uint input: multiply by in_scale
     OUT_DTYPE: tl.constexpr,
     BLOCK: tl.constexpr,
+    CHUNKS: tl.constexpr,  # 1, or sub-blocks processed in turn to bound register use (Poisson models)
 ):
     # One program covers BLOCK positions of one sample: the sample index (and its per-sample levels) is a
     # program-level scalar, and no counter depends on BLOCK or the grid.
@@ -42,21 +76,32 @@ def _noisy_pair_kernel(
     pos = (pid - row * blocks_per_sample).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = pos < sample_numel
     offsets = row.to(tl.int64) * sample_numel + pos
-    x = tl.load(clean_ptr + offsets, mask=inside, other=0).to(tl.float32)
-    if SCALE_INPUT:
-        x = x * in_scale
+    raw = tl.load(clean_ptr + offsets, mask=inside, other=0)
     sample = row.to(tl.int64) + index
-    y0, y1, keep1 = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high)
-    tl.store(y0_ptr + offsets, y0.to(OUT_DTYPE), mask=inside)
-    tl.store(y1_ptr + offsets, y1.to(OUT_DTYPE), mask=inside)
+    if CHUNKS == 1:
+        y0, y1, keep1 = _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
+                                MODEL, SCALE_INPUT, OUT_DTYPE)
+    else:
+        # Poisson with 1- or 2-byte input: a thread loads 16 bytes = 16 or 8 elements, but the rejection loops'
+        # state for that many spills; compute them in CHUNKS rounds of 4 elements per thread.
+        tl.static_assert(CHUNKS == 2 or CHUNKS == 4, "CHUNKS is 1, 2 or 4")
+        y0, y1 = _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
+                                MODEL, SCALE_INPUT, OUT_DTYPE, BLOCK, CHUNKS == 4)
+        keep1 = pos >= 0  # unused (Bernoulli never chunks)
+    tl.store(y0_ptr + offsets, y0, mask=inside)
+    tl.store(y1_ptr + offsets, y1, mask=inside)
     if MODEL == BERNOULLI:
         # channel-0 elements carry their pixel's decision
         tl.store(keep_ptr + row.to(tl.int64) * pixels + pos, keep1, mask=pos < pixels)
 
 
-def block_size(dtype):
-    """Elements per program: 16 bytes of input per thread with 4 warps (128-bit loads), at least 8 elements."""
-    return 2048 if dtype.itemsize == 1 else 1024
+def block_size(dtype, model):
+    """(BLOCK, CHUNKS): each of the 4 warps' threads loads 16 bytes (one 128-bit load) or more; Poisson models
+    compute 4 elements per thread at a time (CHUNKS rounds) so their rejection loops do not spill."""
+    if model in (nz.POISSON, nz.POISSON_GAUSSIAN):
+        block = 128 * 16 // dtype.itemsize
+        return block, block // 512
+    return (2048 if dtype.itemsize == 1 else 1024), 1
 
 
 def launch(clean, model, params, seed, step, index, out_dtype):
@@ -68,7 +113,7 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     y1 = torch.empty(clean.shape, dtype=out_dtype, device=clean.device)
     keep_shape = (batch, 1, height, width) if model == nz.BERNOULLI else (0,)
     keep = torch.empty(keep_shape, dtype=torch.bool, device=clean.device)
-    block = block_size(clean.dtype)
+    block, chunks = block_size(clean.dtype, model)
     blocks_per_sample = triton.cdiv(sample_numel, block)
     grid = (batch * blocks_per_sample,)
     if grid[0] == 0:
@@ -79,7 +124,8 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     _noisy_pair_kernel[grid](
         clean, y0, y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step,
         a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
-        MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block)
+        MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block,
+        CHUNKS=chunks, num_warps=4)
     return y0, y1, keep
 
 
@@ -98,14 +144,8 @@ def _(clean, model, params, seed, step, index, out_dtype):
             clean.new_empty(keep_shape, dtype=torch.bool))
 
 
-def signed_seed(seed):
-    """The 64-bit key as a signed int64 (the op schema's `int`); same bits."""
-    seed &= 2**64 - 1
-    return seed - 2**64 if seed >= 2**63 else seed
-
-
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
     """(y0, y1, keep or None) for a validated (B, C, H, W) batch (the backend entry of n2n_fast.noise)."""
-    y0, y1, keep = triton_noisy_pair(clean, noise.code, list(noise.levels()), signed_seed(seed), step, index,
+    y0, y1, keep = triton_noisy_pair(clean, noise.code, list(noise.levels()), nz.signed_seed(seed), step, index,
                                      out_dtype)
     return y0, y1, (keep if noise.code == nz.BERNOULLI else None)

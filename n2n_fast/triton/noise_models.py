@@ -52,7 +52,7 @@ def draw(seed, pos, sample, step, purpose):
     zero = pos.to(tl.uint32) * 0
     c1 = zero + (sample & 0xFFFFFFFF).to(tl.uint32)
     c2 = zero + tl.to_tensor(step).to(tl.uint32)  # to_tensor: step may arrive as a constexpr (1)
-    c3 = zero + (purpose | ((sample >> 32) << 8)).to(tl.uint32)
+    c3 = zero + (((sample >> 32) << 8) | purpose).to(tl.uint32)  # tensor first: constexpr | tensor stays constexpr
     return tl.philox(seed, pos.to(tl.uint32), c1, c2, c3)
 
 
@@ -81,17 +81,18 @@ def levels(seed, step, sample, a_low, a_high, b_low, b_high):
 
 
 @triton.jit
-def log_factorial(k):
-    """log(k!) for float32 integer-valued k >= 0: exact product below 9, Stirling series above."""
+def log_pmf(k, lam):
+    """log P(K = k), K ~ Poisson(lam): exact log k! below 9, rearranged Stirling above (reference/noise.py)."""
     fact = tl.full(k.shape, 1.0, tl.float32)
     for i in tl.static_range(2, 9):
         fact = tl.where(k >= i, fact * i, fact)
-    x = tl.maximum(k + 1.0, 9.0)
+    small = -lam + k * tl.log(lam) - tl.log(fact)
+    x = tl.maximum(k + 1.0, 10.0)
     inv = tl.div_rn(tl.full(k.shape, 1.0, tl.float32), x)
     inv2 = inv * inv
     corr = inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0)))
-    stirling = (x - 0.5) * tl.log(x) - x + HALF_LOG_2PI + corr
-    return tl.where(k < 9.0, tl.log(fact), stirling)
+    big = (x - lam) + k * tl.log(tl.div_rn(lam, x)) - 0.5 * tl.log(x) - HALF_LOG_2PI - corr
+    return tl.where(k < 9.0, small, big)
 
 
 @triton.jit
@@ -109,7 +110,7 @@ def ptrs_attempt(lam, u, v):
     reject = (k < 0.0) | (us == 0.0) | ((us < 0.013) & (v > us))
     kc = tl.maximum(k, 0.0)
     lhs = tl.log(tl.div_rn(v * inv_alpha, tl.div_rn(a, us * us) + b))
-    rhs = -lam + kc * tl.log(lam) - log_factorial(kc)
+    rhs = log_pmf(kc, lam)
     return kc, squeeze | ((~reject) & (lhs <= rhs))
 
 
@@ -122,7 +123,7 @@ def poisson_inversion(lam, u):
     more = (u > cdf) & (k < POISSON_MAX_TERMS)
     while tl.max(more.to(tl.int32)) > 0:
         k = tl.where(more, k + 1.0, k)
-        p = tl.where(more, p * tl.div_rn(lam, k), p)
+        p = tl.where(more, p * tl.div_rn(lam, tl.maximum(k, 1.0)), p)  # idle lanes (k = 0) would divide by 0
         cdf = tl.where(more, cdf + p, cdf)
         more = (u > cdf) & (k < POISSON_MAX_TERMS)
     return k
@@ -159,6 +160,10 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step):
         k1 = tl.where(take1, cand1, k1)
         pending0 = pending0 & (~take0)
         pending1 = pending1 & (~take1)
+        # Finished lanes park at lam = 10: lam becomes loop-variant, so the compiler recomputes the PTRS constants
+        # per attempt instead of hoisting a dozen of them per element out of the loop (that spilled).
+        lam_p0 = tl.where(pending0, lam_p0, POISSON_SMALL)
+        lam_p1 = tl.where(pending1, lam_p1, POISSON_SMALL)
         attempt += 1
     return k0, k1
 

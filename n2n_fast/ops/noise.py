@@ -1,0 +1,26 @@
+"""Python side of the extension's `n2n_fast::noisy_pair` op (C++ CPU kernel, csrc/cpu/noise.cpp)."""
+import torch
+
+from .. import noise as nz
+
+
+@torch.library.register_fake("n2n_fast::noisy_pair")
+def _noisy_pair_fake(clean, model, params, seed, step, index, out_dtype):
+    batch, _, height, width = clean.shape
+    keep_shape = (batch, 1, height, width) if model == nz.BERNOULLI else (0,)
+    return (clean.new_empty(clean.shape, dtype=out_dtype), clean.new_empty(clean.shape, dtype=out_dtype),
+            clean.new_empty(keep_shape, dtype=torch.bool))
+
+
+
+def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
+    """(y0, y1, keep or None) for a validated (B, C, H, W) batch on the CPU (the backend entry of n2n_fast.noise)."""
+    if clean.device.type != "cpu":
+        from .. import _backend
+
+        raise RuntimeError(
+            f"noisy_pair: the extension's kernel serves CPU tensors only, got a {clean.device.type} tensor; CUDA "
+            f"tensors are served by Triton ({_backend.triton_reason() or 'available'}) or backend='reference'")
+    y0, y1, keep = torch.ops.n2n_fast.noisy_pair(clean, noise.code, list(noise.levels()), nz.signed_seed(seed), step,
+                                                 index, out_dtype)
+    return y0, y1, (keep if noise.code == nz.BERNOULLI else None)
