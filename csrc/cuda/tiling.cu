@@ -1,0 +1,141 @@
+// CUDA kernels of tile_gather / tile_blend: one thread per tile element (grid-stride, int64 indices), calling the
+// shared per-element functions of tiling.h. Current stream, launch checks; no atomics (see blend_element).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "tiling.h"
+#include "tiling_checks.h"
+
+namespace n2n_fast {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+int64_t blocks_for(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return blocks < 65535 * 16 ? blocks : 65535 * 16;  // grid-stride loops cover the rest
+}
+
+template <typename InT, typename OutT>
+__global__ void gather_kernel(GatherArgs a, const InT* __restrict__ in, OutT* __restrict__ out, int64_t total) {
+  const float scale = UnitScale<InT>::value;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t tx = i % a.tw, ty = (i / a.tw) % a.th, c = (i / (a.tw * a.th)) % a.C, k = i / (a.tw * a.th * a.C);
+    out[i] = static_cast<OutT>(static_cast<float>(in[gather_offset(a, k, c, ty, tx)]) * scale);
+  }
+}
+
+__global__ void axis_weight_kernel(const int64_t* __restrict__ index, int64_t column, const int64_t* __restrict__ origins,
+                                   int64_t count, int64_t length, int64_t ramp, int64_t mode, float* __restrict__ dst,
+                                   int64_t total) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i % length, k = i / length;
+    const int64_t tile = index[3 * k + column];
+    dst[i] = axis_weight(origins[tile] + t, tile, origins, count, length, ramp, mode);
+  }
+}
+
+template <typename TileT>
+__global__ void blend_kernel(BlendArgs a, const TileT* __restrict__ tiles, float* out, int64_t total) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t tx = i % a.tw, ty = (i / a.tw) % a.th, c = (i / (a.tw * a.th)) % a.C, k = i / (a.tw * a.th * a.C);
+    blend_element(a, tiles, out, k, c, ty, tx);
+  }
+}
+
+template <typename InT, typename OutT>
+void launch_gather(const GatherArgs& a, const InT* in, OutT* out, int64_t total) {
+  gather_kernel<InT, OutT><<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(a, in, out, total);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename InT>
+void gather_dispatch_out(const GatherArgs& a, const InT* in, at::Tensor& out) {
+  const int64_t total = out.numel();
+  switch (out.scalar_type()) {
+    case at::kFloat: return launch_gather(a, in, out.data_ptr<float>(), total);
+    case at::kBFloat16: return launch_gather(a, in, out.data_ptr<c10::BFloat16>(), total);
+    case at::kHalf: return launch_gather(a, in, out.data_ptr<c10::Half>(), total);
+    default: TORCH_CHECK(false, "tile_gather: dtype must be float32, bfloat16 or float16, got ", out.scalar_type());
+  }
+}
+
+template <typename TileT>
+void launch_blend(const BlendArgs& a, const TileT* tiles, float* out) {
+  const int64_t total = a.K * a.C * a.th * a.tw;
+  blend_kernel<TileT><<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(a, tiles, out, total);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void launch_axis_weights(const int64_t* index, int64_t column, const int64_t* origins, int64_t count, int64_t length,
+                         int64_t ramp, int64_t mode, float* dst, int64_t K) {
+  const int64_t total = K * length;
+  axis_weight_kernel<<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      index, column, origins, count, length, ramp, mode, dst, total);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+at::Tensor tile_gather_cuda(const at::Tensor& image, const at::Tensor& index, const at::Tensor& row_origins,
+                            const at::Tensor& col_origins, int64_t tile_h, int64_t tile_w, int64_t height,
+                            int64_t row0, at::ScalarType dtype) {
+  check_gather(image, index, row_origins, col_origins, tile_h, tile_w, height, row0);
+  const c10::cuda::CUDAGuard guard(image.device());
+  const at::Tensor idx = index.contiguous(), ro = row_origins.contiguous(), co = col_origins.contiguous();
+  const int64_t K = idx.size(0), C = image.size(1);
+  at::Tensor out = at::empty({K, C, tile_h, tile_w}, image.options().dtype(dtype));
+  if (out.numel() == 0) return out;
+  const GatherArgs a{idx.data_ptr<int64_t>(), ro.data_ptr<int64_t>(), co.data_ptr<int64_t>(), C, tile_h, tile_w,
+                     height, image.size(3), row0, image.stride(0), image.stride(1), image.stride(2),
+                     image.stride(3)};
+  switch (image.scalar_type()) {
+    case at::kByte: gather_dispatch_out(a, image.data_ptr<uint8_t>(), out); break;
+    case at::kUInt16: gather_dispatch_out(a, image.data_ptr<uint16_t>(), out); break;
+    case at::kHalf: gather_dispatch_out(a, image.data_ptr<c10::Half>(), out); break;
+    case at::kBFloat16: gather_dispatch_out(a, image.data_ptr<c10::BFloat16>(), out); break;
+    case at::kFloat: gather_dispatch_out(a, image.data_ptr<float>(), out); break;
+    case at::kDouble: gather_dispatch_out(a, image.data_ptr<double>(), out); break;
+    default: TORCH_CHECK(false, "tile_gather: unsupported image dtype ", image.scalar_type());
+  }
+  return out;
+}
+
+void tile_blend_cuda(at::Tensor& out, const at::Tensor& tiles, const at::Tensor& index, const at::Tensor& row_origins,
+                     const at::Tensor& col_origins, int64_t height, int64_t width, int64_t row0, int64_t overlap,
+                     int64_t mode) {
+  check_blend(out, tiles, index, row_origins, col_origins, height, width, row0, overlap, mode);
+  const c10::cuda::CUDAGuard guard(out.device());
+  const at::Tensor idx = index.contiguous(), ro = row_origins.contiguous(), co = col_origins.contiguous();
+  const at::Tensor t = tiles.contiguous();
+  const int64_t K = t.size(0), C = t.size(1), th = t.size(2), tw = t.size(3);
+  if (t.numel() == 0 || out.numel() == 0) return;
+  at::Tensor wy = at::empty({K, th}, out.options()), wx = at::empty({K, tw}, out.options());
+  launch_axis_weights(idx.data_ptr<int64_t>(), 1, ro.data_ptr<int64_t>(), ro.size(0), th, overlap, mode,
+                      wy.data_ptr<float>(), K);
+  launch_axis_weights(idx.data_ptr<int64_t>(), 2, co.data_ptr<int64_t>(), co.size(0), tw, overlap, mode,
+                      wx.data_ptr<float>(), K);
+  const BlendArgs a{idx.data_ptr<int64_t>(), ro.data_ptr<int64_t>(), co.data_ptr<int64_t>(), wy.data_ptr<float>(),
+                    wx.data_ptr<float>(), K, C, th, tw, height, width, row0, out.size(2), out.stride(0),
+                    out.stride(1), out.stride(2), out.stride(3)};
+  switch (t.scalar_type()) {
+    case at::kFloat: launch_blend(a, t.data_ptr<float>(), out.data_ptr<float>()); break;
+    case at::kBFloat16: launch_blend(a, t.data_ptr<c10::BFloat16>(), out.data_ptr<float>()); break;
+    case at::kHalf: launch_blend(a, t.data_ptr<c10::Half>(), out.data_ptr<float>()); break;
+    default: TORCH_CHECK(false, "tile_blend: tiles must be float32, bfloat16 or float16, got ", t.scalar_type());
+  }
+}
+
+TORCH_LIBRARY_IMPL(n2n_fast, CUDA, m) {
+  m.impl("tile_gather", &tile_gather_cuda);
+  m.impl("tile_blend", &tile_blend_cuda);
+}
+
+}  // namespace n2n_fast

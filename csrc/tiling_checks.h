@@ -1,0 +1,44 @@
+// Host-side argument checks of tile_gather / tile_blend, shared by the CPU and CUDA entry points (the Python
+// wrappers in n2n_fast/ops/tiling.py validate users' arguments first; these guard direct torch.ops calls).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace n2n_fast {
+
+inline void check_index(const char* op, const at::Tensor& index, const at::Tensor& row_origins,
+                        const at::Tensor& col_origins) {
+  TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 2 && index.size(1) == 3, op,
+              ": index must be int64 of shape (K, 3) = (image, row tile, column tile), got ", index.sizes(), " ",
+              index.scalar_type());
+  TORCH_CHECK(row_origins.scalar_type() == at::kLong && row_origins.dim() == 1 && col_origins.scalar_type() == at::kLong &&
+                  col_origins.dim() == 1,
+              op, ": row_origins and col_origins must be 1-D int64");
+  TORCH_CHECK(index.device() == row_origins.device() && index.device() == col_origins.device(), op,
+              ": index and origins must be on one device");
+}
+
+inline void check_gather(const at::Tensor& image, const at::Tensor& index, const at::Tensor& row_origins,
+                         const at::Tensor& col_origins, int64_t tile_h, int64_t tile_w, int64_t height, int64_t row0) {
+  TORCH_CHECK(image.dim() == 4, "tile_gather: image must be (N, C, rows, W), got ", image.sizes());
+  check_index("tile_gather", index, row_origins, col_origins);
+  TORCH_CHECK(index.device() == image.device(), "tile_gather: index must be on the image's device");
+  TORCH_CHECK(tile_h > 0 && tile_w > 0, "tile_gather: tile sizes must be positive");
+  TORCH_CHECK(height > 0 && image.size(3) > 0, "tile_gather: empty image");
+  TORCH_CHECK(row0 >= 0 && row0 + image.size(2) <= height, "tile_gather: the band [row0, row0 + rows) must lie ",
+              "inside the image height");
+}
+
+inline void check_blend(const at::Tensor& out, const at::Tensor& tiles, const at::Tensor& index,
+                        const at::Tensor& row_origins, const at::Tensor& col_origins, int64_t height, int64_t width,
+                        int64_t row0, int64_t overlap, int64_t mode) {
+  TORCH_CHECK(out.dim() == 4 && out.scalar_type() == at::kFloat, "tile_blend: out must be float32 (N, C, rows, W)");
+  TORCH_CHECK(tiles.dim() == 4 && tiles.size(0) == index.size(0) && tiles.size(1) == out.size(1),
+              "tile_blend: tiles must be (K, C, th, tw) with K = index rows and C = out channels, got ", tiles.sizes());
+  check_index("tile_blend", index, row_origins, col_origins);
+  TORCH_CHECK(out.device() == tiles.device() && out.device() == index.device(),
+              "tile_blend: out, tiles and index must be on one device");
+  TORCH_CHECK(out.size(3) == width && row0 >= 0 && height > 0, "tile_blend: out must hold full rows of the image");
+  TORCH_CHECK(overlap >= 0 && mode >= 0 && mode <= 2, "tile_blend: overlap >= 0, mode in {0, 1, 2}");
+}
+
+}  // namespace n2n_fast

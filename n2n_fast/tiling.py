@@ -1,0 +1,205 @@
+"""n2n_fast.denoise: run a network over an image of any size in overlapping tiles, blended back seam-free.
+
+The image streams through in tile rows: for each row of tiles, batches of `batch_size` tiles are gathered
+(tile_gather: mirror padding and dtype conversion fused), run through the model and blended (tile_blend) into a
+float32 band of the output; rows no later tile touches are converted and written out, and the band moves on.
+Peak memory is therefore a band of tile-height rows plus one tile batch, whatever the image size, and an image in
+host memory (or a memmap) reaches the GPU one band at a time (n2n_fast/tiling_stream.py moves the bands).
+Geometry: n2n_fast/tiling_plan.py; kernels: csrc/tiling.h; reference: n2n_fast/reference/tiling.py.
+"""
+import contextlib
+import copy
+import sys
+
+import numpy as np
+import torch
+
+from . import _backend
+from .tiling_plan import make_plan, source_rows, tile_row_rows
+from .tiling_stream import BandReader, RowWriter
+
+PRECISIONS = ("float32", "bf16")
+PROGRESS_MIN_TILES = 64  # progress=None shows a bar from this many tiles on, when stderr is a terminal
+_NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+_TENSOR_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _as_nchw(array, name):
+    """(zero-copy (N, C, H, W) tensor view, layout) of a numpy (H, W)/(H, W, C) array or a (C, H, W)/(N, C, H, W)
+    tensor."""
+    if isinstance(array, np.ndarray):
+        if array.ndim not in (2, 3):
+            raise ValueError(f"{name}: numpy images must be (H, W) or (H, W, C), got shape {array.shape}")
+        if array.dtype.type not in _NUMPY_DTYPES:
+            raise TypeError(f"{name}: unsupported dtype {array.dtype}; accepted: uint8, uint16, float16, float32, "
+                            f"float64")
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
+        import warnings
+
+        with warnings.catch_warnings():  # read-only arrays and memmaps are only ever read through this view
+            warnings.simplefilter("ignore", UserWarning)
+            tensor = torch.from_numpy(array)
+        if array.ndim == 2:
+            return tensor[None, None], "HW"
+        return tensor.permute(2, 0, 1)[None], "HWC"
+    if isinstance(array, torch.Tensor):
+        if array.dim() not in (3, 4):
+            raise ValueError(f"{name}: tensors must be (C, H, W) or (N, C, H, W), got shape {tuple(array.shape)}")
+        if array.dtype not in _TENSOR_DTYPES:
+            raise TypeError(f"{name}: unsupported dtype {array.dtype}; accepted: uint8, uint16, float16, bfloat16, "
+                            f"float32, float64")
+        return (array[None], "CHW") if array.dim() == 3 else (array, "NCHW")
+    raise TypeError(f"{name}: expected a numpy array or a torch.Tensor, got {type(array).__name__}")
+
+
+def _shares_memory(a, b):
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.shares_memory(a, b)
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.device == b.device:
+        a_start, b_start = a.data_ptr(), b.data_ptr()
+        a_end = a_start + a.untyped_storage().nbytes()
+        b_end = b_start + b.untyped_storage().nbytes()
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() or (a_start < b_end and b_start < a_end)
+    return False
+
+
+def _destination(image, out):
+    """The array results go to: `out` after checks, or a new array like `image`."""
+    if out is None:
+        if isinstance(image, np.ndarray):
+            return np.empty(image.shape, dtype=image.dtype)
+        return torch.empty_like(image, memory_format=torch.contiguous_format)
+    if type(out) is not type(image) and not (isinstance(out, np.ndarray) and isinstance(image, np.ndarray)):
+        raise TypeError(f"out: must be the same kind as image ({type(image).__name__}), got {type(out).__name__}")
+    if tuple(out.shape) != tuple(image.shape):
+        raise ValueError(f"out: must have the image's shape {tuple(image.shape)}, got {tuple(out.shape)}")
+    if _shares_memory(out, image):
+        raise ValueError("out: shares memory with image; denoise never overwrites its input")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out: the array is read-only")
+    _as_nchw(out, "out")  # dtype check
+    return out
+
+
+def _check_model(model):
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return torch.device("cpu"), torch.float32
+    return parameter.device, parameter.dtype
+
+
+def _show_progress(progress, count):
+    if progress is None:
+        return count >= PROGRESS_MIN_TILES and sys.stderr.isatty()
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress: expected None, True or False, got {progress!r}")
+    return progress
+
+
+def denoise(model, image, *, tile=256, overlap=64, batch_size=8, blend="cosine", precision="float32", device=None,
+            out=None, progress=None, backend=None):
+    """Denoise `image` of any size with `model` in overlapping tiles.
+
+    image: numpy (H, W) or (H, W, C) (uint8, uint16, float16/32/64; memmaps welcome) or a tensor (C, H, W) or
+      (N, C, H, W) on any device. Floats are taken as [0, 1]; integers are scaled by their peak.
+    model: maps (B, C, h, w) to (B, C, h, w) for h, w multiples of its `alignment` attribute (default 32).
+    tile, overlap: tile side and overlap in pixels; tile a multiple of the alignment, 0 <= overlap < tile / 2
+      (tile - overlap is rounded down to the alignment). A tile larger than the image shrinks to it.
+    blend: "cosine" (raised-cosine ramps over the overlap), "gaussian", or "stitch" (keep each tile's centre,
+      dropping overlap / 2: exact for models whose receptive field fits that margin).
+    precision: "float32", or "bf16" (bfloat16 autocast and channels_last).
+    device: where the model runs (default: the model's device). out: array/tensor/memmap of the image's shape to
+      write into (its dtype decides the result's). progress: None (a bar for large images on a terminal) or bool.
+    backend: force "extension" or "reference" for the tiling ops.
+    Returns `out` (or a new array/tensor of the same kind, layout and dtype as `image`). The input is never
+    modified."""
+    view, _ = _as_nchw(image, "image")
+    n_images, channels, height, width = view.shape
+    if min(height, width, channels, n_images) < 1:
+        raise ValueError(f"image: empty image of shape {tuple(image.shape)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    model_device, model_dtype = _check_model(model)
+    alignment = getattr(model, "alignment", 32)
+    plan = make_plan(height, width, tile, overlap, alignment, blend)
+    in_channels = getattr(model, "in_channels", channels)
+    if in_channels != channels:
+        raise ValueError(f"image: has {channels} channels, the model takes {in_channels}")
+    device = model_device if device is None else torch.device(device)
+    destination = _destination(image, out)
+    dest_view, _ = _as_nchw(destination, "out")
+
+    run_model = model
+    if model_device != device or precision == "bf16":
+        run_model = copy.deepcopy(model).to(device)
+        if precision == "bf16":
+            run_model = run_model.to(memory_format=torch.channels_last)
+    _, gather = _backend.choose("tile_gather", device, backend)
+    _, blend_op = _backend.choose("tile_blend", device, backend)
+    row_origins = torch.tensor(plan.row_origins, dtype=torch.int64, device=device)
+    col_origins = torch.tensor(plan.col_origins, dtype=torch.int64, device=device)
+
+    reader = BandReader(view, device)
+    writer = RowWriter(dest_view, device)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    was_training = run_model.training
+    run_model.eval()
+    bar = None
+    if _show_progress(progress, plan.count * n_images):
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.count * n_images, unit="tile", desc="denoise")
+    try:
+        with torch.inference_mode(), autocast:
+            band, band_top = None, 0
+            n_rows = len(plan.row_origins)
+            reader.prefetch(source_rows(plan, 0))
+            for r in range(n_rows):
+                first, last = tile_row_rows(plan, r)
+                band = _move_band(band, band_top, first, last, n_images, channels, width, device)
+                band_top = first
+                source, source_top = reader.take(source_rows(plan, r))
+                tiles_of_row = [(n, r, c) for n in range(n_images) for c in range(len(plan.col_origins))]
+                for start in range(0, len(tiles_of_row), batch_size):
+                    index = torch.tensor(tiles_of_row[start:start + batch_size], dtype=torch.int64, device=device)
+                    tiles = gather(source, index, row_origins, col_origins, plan.tile_h, plan.tile_w, height,
+                                   source_top, model_dtype)
+                    if precision == "bf16":
+                        tiles = tiles.contiguous(memory_format=torch.channels_last)
+                    result = run_model(tiles)
+                    if not isinstance(result, torch.Tensor) or result.shape != tiles.shape:
+                        raise ValueError(f"model: output shape {tuple(getattr(result, 'shape', ()))} differs from "
+                                         f"its input {tuple(tiles.shape)}; denoise needs an image-to-image model")
+                    blend_op(band, result, index, row_origins, col_origins, height, width, band_top, plan.overlap,
+                             plan.mode)
+                    if bar is not None:
+                        bar.update(index.shape[0])
+                if r + 1 < n_rows:  # queued work runs on the device while the next band is staged
+                    reader.prefetch(source_rows(plan, r + 1))
+                done = plan.row_origins[r + 1] if r + 1 < n_rows else height
+                done = min(max(done, first), last)
+                writer.write(band[:, :, :done - first], first)
+                band = band[:, :, done - first:]
+                band_top = done
+            writer.finish()
+    finally:
+        if was_training:
+            run_model.train()
+        if bar is not None:
+            bar.close()
+    return destination
+
+
+def _move_band(band, band_top, first, last, n_images, channels, width, device):
+    """A zeroed float32 band for image rows [first, last) carrying over the rows it shares with `band`."""
+    new = torch.zeros((n_images, channels, last - first, width), dtype=torch.float32, device=device)
+    keep = 0 if band is None else band_top + band.shape[2] - first
+    if keep > 0:
+        new[:, :, :keep] = band[:, :, band.shape[2] - keep:]
+    return new

@@ -1,0 +1,96 @@
+"""Moving image bands between where the image lives and where the model runs, for n2n_fast.denoise.
+
+BandReader hands out the source rows a tile row needs: the image itself when it is already on the compute device
+(no copy), else a band of rows copied there. On CUDA the copy of the next band is staged in pinned memory and sent
+on a side stream while the current band computes; RowWriter sends finished rows back the same way (pinned buffer,
+event) and stores them into the destination (numpy array, memmap or tensor) one band later, so the host-side
+stores overlap the GPU's work too. Neither ever moves the whole image.
+"""
+import torch
+
+_PEAK = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def _check_finite(rows):
+    if rows.is_floating_point() and not bool(torch.isfinite(rows).all()):
+        raise ValueError("image: contains NaN or Inf values; accepted: finite pixels")
+
+
+class BandReader:
+    def __init__(self, view, device):
+        self.view, self.device = view, torch.device(device)
+        self.local = view.device == self.device
+        self.cuda = self.device.type == "cuda" and not self.local
+        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self.pending = {}
+
+    def prefetch(self, rows):
+        """Start bringing image rows [lo, hi) to the device (checks them for NaN/Inf on the way)."""
+        if rows in self.pending:
+            return
+        lo, hi = rows
+        band = self.view[:, :, lo:hi]
+        _check_finite(band)
+        if self.local:
+            self.pending[rows] = (self.view, 0, None)
+        elif self.cuda and band.device.type == "cpu":
+            staging = torch.empty(band.shape, dtype=band.dtype, pin_memory=True)
+            staging.copy_(band)
+            with torch.cuda.stream(self.stream):
+                moved = staging.to(self.device, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(self.stream)
+            self.pending[rows] = (moved, lo, event)
+        else:
+            self.pending[rows] = (band.to(self.device), lo, None)
+
+    def take(self, rows):
+        """(tensor holding image rows from `top` on, top) covering rows, ready on the current stream."""
+        self.prefetch(rows)
+        band, top, event = self.pending.pop(rows)
+        if event is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(event)
+            band.record_stream(current)  # allocated on the side stream, used on this one
+        return band, top
+
+
+class RowWriter:
+    def __init__(self, destination, device):
+        self.destination, self.device = destination, torch.device(device)
+        self.deferred = self.device.type == "cuda" and destination.device.type == "cpu"
+        self.pending = None
+
+    def _convert(self, rows):
+        dtype = self.destination.dtype
+        peak = _PEAK.get(dtype)
+        if peak is not None:
+            return torch.round(rows.clamp(0.0, 1.0) * peak).to(dtype)
+        return rows.to(dtype)
+
+    def write(self, rows, top):
+        """Store float32 rows (N, C, h, W) as destination rows [top, top + h)."""
+        if rows.shape[2] == 0:
+            return
+        converted = self._convert(rows)
+        if not self.deferred:
+            self.destination[:, :, top:top + rows.shape[2]].copy_(converted)
+            return
+        staging = torch.empty(converted.shape, dtype=converted.dtype, pin_memory=True)
+        staging.copy_(converted, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        self.flush()
+        self.pending = (staging, top, event)
+
+    def flush(self):
+        if self.pending is not None:
+            staging, top, event = self.pending
+            event.synchronize()
+            self.destination[:, :, top:top + staging.shape[2]].copy_(staging)
+            self.pending = None
+
+    def finish(self):
+        self.flush()
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
