@@ -30,7 +30,7 @@ def _value_and_grads(pred, target, mask, kind, params, reduction, backend):
     pred = pred.detach().clone().requires_grad_()
     target = target.detach().clone().requires_grad_()
     value = PUBLIC[kind](pred, target, mask=mask, reduction=reduction, backend=backend, **params)
-    weight = torch.linspace(-1.0, 2.0, value.numel()).reshape(value.shape).to(value.dtype)
+    weight = torch.linspace(-1.0, 2.0, value.numel(), device=value.device).reshape(value.shape).to(value.dtype)
     grad_pred, grad_target = torch.autograd.grad(value, (pred, target), weight)
     return value, grad_pred, grad_target
 
@@ -41,13 +41,14 @@ def _check_against_truth(pred, target, mask, kind, params, reduction):
     low = _value_and_grads(pred, target, mask, kind, params, reduction, "reference")
     truth = _value_and_grads(pred.double(), target.double(), mask, kind, params, reduction, "reference")
     assert fast[0].dtype == torch.float32 and fast[1].dtype == pred.dtype and fast[2].dtype == target.dtype
-    for got, ref, true in zip(fast[:2], low, truth):
-        assert_close_to_truth(got, true, got.dtype, ref)
+    assert_close_to_truth(fast[0], truth[0], fast[0].dtype, low[0])
+    # gradients pass two low-precision stores (the forward saves it in pred's dtype, the backward scales it)
+    assert_close_to_truth(fast[1], truth[1], fast[1].dtype, low[1], stores=2)
     # the target's gradient is minus the saved pred gradient: it carries pred's precision when that is lower
     if torch.finfo(pred.dtype).eps > torch.finfo(target.dtype).eps:
-        assert_close_to_truth(fast[2], truth[2], pred.dtype, -low[1])
+        assert_close_to_truth(fast[2], truth[2], pred.dtype, -low[1], stores=2)
     else:
-        assert_close_to_truth(fast[2], truth[2], target.dtype, low[2])
+        assert_close_to_truth(fast[2], truth[2], target.dtype, low[2], stores=2)
 
 
 # ---------------------------------------------------------------- reference (plain process)
@@ -175,6 +176,21 @@ def test_triton_op_passes_opcheck(kind, params, gen):
 
 
 @pytest.mark.interpret
+def test_triton_backward_op_passes_opcheck_and_keeps_fp16_subnormals(gen):
+    from n2n_fast.triton.loss_backward import scale_grad
+
+    grad = torch.randn((3, 5, 7), generator=gen).half()
+    scale = torch.tensor(1.3e-6)  # 1/N for N = 770k: subnormal in fp16, so it must not be cast to fp16 first
+    torch.library.opcheck(scale_grad, (grad, torch.tensor(-2.0), scale))
+    torch.library.opcheck(scale_grad, (grad, torch.randn((3, 5, 7), generator=gen), scale))
+    got = scale_grad(grad, torch.tensor(-2.0), scale)
+    assert_close_to_truth(got, grad.double() * -2.0 * 1.3e-6, torch.float16, (grad.double() * -2.6e-6).half())
+    wide = torch.randn((3, 1, 7), generator=gen).expand(3, 5, 7)  # stride-0 grad_output, as autograd hands it
+    assert_close_to_truth(scale_grad(grad, wide, scale), grad.double() * wide, torch.float16,
+                          (grad.float() * wide).half())
+
+
+@pytest.mark.interpret
 def test_triton_compiles_fullgraph_with_autocast(gen):
     """A training step (conv, then every loss, backward) inside torch.compile(fullgraph=True) and CPU autocast:
     bf16 pred, float32 target; its gradient equals the eager reference step's."""
@@ -202,3 +218,116 @@ def test_triton_compiles_fullgraph_with_autocast(gen):
     want = step(forward, "reference")
     for a, b in zip(got, want):
         assert_close(a, b, dtype=torch.bfloat16)  # the same bf16 pred both ways; bf16 conv weight gradients
+
+
+# ---------------------------------------------------------------- ahead-of-time compile (plain process)
+
+def test_triton_kernels_compile_clean():
+    """Every shipped specialisation (kind x mask mode x reduce) for sm_80 and sm_90: no spills, 128-bit access."""
+    pytest.importorskip("triton")
+    from aot import ARCHES, compile_for
+
+    from n2n_fast.triton.loss import BLOCK, FINISH_BLOCK, NUM_WARPS, _finish_kernel, _loss_kernel
+    from n2n_fast.triton.loss_backward import BLOCK as BACKWARD_BLOCK
+    from n2n_fast.triton.loss_backward import NUM_WARPS as BACKWARD_WARPS
+    from n2n_fast.triton.loss_backward import _scale_grad_kernel
+
+    pointers = ("pred_ptr", "target_ptr", "mask_ptr", "grad_ptr", "values_ptr", "partial_ptr", "count_ptr")
+    scalars = {"cols": "i64", "channels": "i64", "gamma": "fp32", "eps": "fp32", "need_grad": "i1"}
+    combos = [(kind, mode, reduce_) for kind in range(4) for mode in range(3) for reduce_ in (True, False)]
+    # fp32 pair for every constexpr combination; autocast's (bf16 pred, fp32 target) pair for each kind
+    dtypes = [(("fp32", "fp32"), combos), (("bf16", "fp32"), [(kind, 2, True) for kind in range(4)])]
+    for arch in ARCHES:
+        for (pred_t, target_t), shipped in dtypes:
+            types = dict(zip(pointers, (pred_t, target_t, "u8", pred_t, "fp32", "fp32", "i32")))
+            signature = {name: "*" + t for name, t in types.items()} | scalars
+            for kind, mode, reduce_ in shipped:
+                report = compile_for(_loss_kernel, signature,
+                                     {"KIND": kind, "MASK_MODE": mode, "REDUCE": reduce_, "BLOCK": BLOCK},
+                                     aligned=pointers[:5] + ("cols",), arch=arch, num_warps=NUM_WARPS)
+                report.assert_clean(min_vector_loads=2, min_vector_stores=1)
+        for mean in (True, False):
+            for masked in (True, False):
+                report = compile_for(_finish_kernel, {"partial_ptr": "*fp32", "count_ptr": "*i32",
+                                                      "n_partials": "i64", "numel": "i64", "out_ptr": "*fp32",
+                                                      "scale_ptr": "*fp32"},
+                                     {"MEAN": mean, "MASKED": masked, "BLOCK": FINISH_BLOCK},
+                                     aligned=("partial_ptr", "count_ptr"), arch=arch)
+                # reads one partial per program of the main kernel (a few KB): scalar loads are fine here
+                report.assert_clean(min_vector_loads=0, min_vector_stores=0)
+        for grad_t in ("fp32", "bf16", "fp16"):
+            for per_element in (True, False):
+                report = compile_for(_scale_grad_kernel, {"grad_ptr": f"*{grad_t}", "grad_loss_ptr": "*fp32",
+                                                          "scale_ptr": "*fp32", "out_ptr": f"*{grad_t}", "n": "i64"},
+                                     {"PER_ELEMENT": per_element, "BLOCK": BACKWARD_BLOCK},
+                                     aligned=("grad_ptr", "grad_loss_ptr", "out_ptr", "n"), arch=arch,
+                                     num_warps=BACKWARD_WARPS)
+                report.assert_clean(min_vector_loads=1, min_vector_stores=1)
+
+
+# ---------------------------------------------------------------- bad input (plain process)
+
+def test_bad_input_raises_clear_errors(gen):
+    pred, target = _inputs(gen, (2, 3, 4, 5))
+    bool_mask = lambda *shape: torch.ones(shape, dtype=torch.bool)  # noqa: E731
+    cases = [
+        (lambda: n2n_fast.l2_loss(pred, target[:, :2]), ValueError, "target: shape"),
+        (lambda: n2n_fast.l2_loss(pred.numpy(), target), TypeError, "pred: expected a torch.Tensor"),
+        (lambda: n2n_fast.l2_loss(pred, (target * 255).to(torch.uint8)), TypeError, "target: expected a floating"),
+        (lambda: n2n_fast.l1_loss(pred.long(), target), TypeError, "pred: expected a floating"),
+        (lambda: n2n_fast.l2_loss(pred, target, mask=bool_mask(2, 3, 4)), ValueError, "mask: shape"),
+        (lambda: n2n_fast.l2_loss(pred, target, mask=bool_mask(2, 2, 4, 5)), ValueError, "mask: shape"),
+        (lambda: n2n_fast.l2_loss(pred, target, mask=torch.ones(2, 1, 4, 5)), TypeError, "mask: expected dtype"),
+        (lambda: n2n_fast.l2_loss(pred, target, mask=[True]), TypeError, "mask: expected a bool"),
+        (lambda: n2n_fast.l0_loss(pred, target, gamma=-0.5), ValueError, "gamma: must be >= 0"),
+        (lambda: n2n_fast.l0_loss(pred, target, gamma=float("nan")), TypeError, "gamma: expected a finite"),
+        (lambda: n2n_fast.l0_loss(pred, target, gamma=1.0, eps=0.0), ValueError, "eps: must be > 0"),
+        (lambda: n2n_fast.hdr_loss(pred, target, eps=-1e-3), ValueError, "eps: must be > 0"),
+        (lambda: n2n_fast.l2_loss(pred[:0], target[:0]), ValueError, "pred: empty tensor"),
+        (lambda: n2n_fast.l2_loss(pred, target, reduction="max"), ValueError, "reduction: unknown"),
+        (lambda: n2n_fast.l2_loss(pred, target, backend="cuda"), ValueError, "unknown backend"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    with pytest.raises(TypeError):
+        n2n_fast.l0_loss(pred, target)  # gamma is required: the annealing schedule lives in train
+
+
+def test_public_losses_take_the_reference_on_plain_cpu(gen):
+    """Without the interpreter, CPU tensors are served by the reference (Triton serves CUDA)."""
+    pred, target = _inputs(gen)
+    want = reference.loss(pred, target, kind="l1", reduction="sum")
+    assert torch.equal(n2n_fast.l1_loss(pred, target, reduction="sum"), want)
+
+
+# ---------------------------------------------------------------- real GPU
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,params", KINDS)
+def test_gpu_matches_truth_and_is_deterministic(kind, params, gen):
+    for dtypes in DTYPES:
+        pred, target = (t.cuda() for t in _inputs(gen, (4, 3, 255, 257), dtypes))
+        pixels = (torch.rand((4, 1, 255, 257), generator=gen) > 0.4).cuda()
+        for mask in (None, pixels):
+            for reduction in REDUCTIONS:
+                _check_against_truth(pred, target, mask, kind, params, reduction)
+        first = _value_and_grads(pred, target, pixels, kind, params, "mean", "triton")
+        again = _value_and_grads(pred, target, pixels, kind, params, "mean", "triton")
+        assert all(torch.equal(a, b) for a, b in zip(first, again))  # fixed-order reduction: bitwise
+    for shape in [(1,), (7,), (16,)]:  # sizes the runtime specialises (1, divisible by 16)
+        pred, target = (t.cuda() for t in _inputs(gen, shape))
+        _check_against_truth(pred, target, None, kind, params, "mean")
+
+
+@pytest.mark.gpu
+def test_gpu_inductor_fullgraph(gen):
+    torch._dynamo.reset()
+    pred, target = (t.cuda() for t in _inputs(gen, (2, 3, 64, 64)))
+    mask = (torch.rand((2, 1, 64, 64), generator=gen) > 0.5).cuda()
+
+    def fn(p, t):
+        return n2n_fast.l2_loss(p, t, mask=mask) + n2n_fast.l0_loss(p, t, gamma=0.5)
+
+    got = torch.compile(fn, fullgraph=True)(pred, target)
+    assert_close(got, fn(pred, target), dtype=torch.float32)

@@ -19,7 +19,7 @@ def _outputs(pred, clean, noise, kind, params, reduction, backend, mask=None):
     pred = pred.detach().clone().requires_grad_()
     value = n2n_fast.n2n_loss(pred, clean, noise, seed=SEED, step=STEP, index=INDEX, kind=kind, backend=backend,
                               reduction=reduction, mask=mask, **params)
-    weight = torch.linspace(-1.0, 2.0, value.numel()).reshape(value.shape)
+    weight = torch.linspace(-1.0, 2.0, value.numel(), device=value.device).reshape(value.shape)
     return value, torch.autograd.grad(value, pred, weight)[0]
 
 
@@ -31,7 +31,7 @@ def _by_definition(pred, clean, noise, kind, params, reduction, mask=None):
     loss = {"l2": n2n_fast.l2_loss, "l1": n2n_fast.l1_loss, "l0": n2n_fast.l0_loss, "hdr": n2n_fast.hdr_loss}[kind]
     pred = pred.detach().clone().requires_grad_()
     value = loss(pred, pair[1], mask=mask, reduction=reduction, **params)
-    weight = torch.linspace(-1.0, 2.0, value.numel()).reshape(value.shape)
+    weight = torch.linspace(-1.0, 2.0, value.numel(), device=value.device).reshape(value.shape)
     return value, torch.autograd.grad(value, pred, weight)[0]
 
 
@@ -50,10 +50,11 @@ def test_fused_equals_noisy_pair_then_loss(noise, kind, params, gen, monkeypatch
         fused = _outputs(pred, clean, noise, kind, params, reduction, "triton", mask)
         low = _outputs(pred, clean, noise, kind, params, reduction, "reference", mask)
         truth = _outputs(pred.double(), clean, noise, kind, params, reduction, "reference", mask)
-        for got, ref, true in zip(fused, low, truth):
-            assert_close_to_truth(got, true, got.dtype, ref)
-        for got, want in zip(fused, _by_definition(pred, clean, noise, kind, params, reduction, mask)):
-            assert_close_to_truth(got, want, got.dtype, want)  # same noise kernel arithmetic: ulp-level
+        for got, ref, true, stores in zip(fused, low, truth, (1, 2)):  # the gradient: stored twice (test_loss)
+            assert_close_to_truth(got, true, got.dtype, ref, stores)
+        for got, want, stores in zip(fused, _by_definition(pred, clean, noise, kind, params, reduction, mask),
+                                     (1, 2)):
+            assert_close_to_truth(got, want, got.dtype, want, stores)  # same noise arithmetic: ulp-level
 
 
 @pytest.mark.interpret
@@ -144,3 +145,17 @@ def test_reference_fused_definition_on_plain_cpu(gen):
     want = reference.loss(pred, target, keep, kind="l1", reduction="mean")
     got = n2n_fast.n2n_loss(pred, clean, noise, seed=SEED, step=STEP, index=INDEX, kind="l1", backend="reference")
     assert torch.equal(got, want) and keep.sum() < keep.numel()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("noise", MODELS, ids=lambda m: type(m).__name__)
+def test_gpu_fused_matches_truth(noise, gen):
+    clean = torch.rand((4, 3, 129, 131), generator=gen).cuda()
+    for kind, params in KINDS:
+        for dtype, reduction in [(torch.float32, "mean"), (torch.bfloat16, "none")]:
+            pred = (clean + 0.1 * torch.randn(clean.shape, generator=gen).cuda()).to(dtype)
+            fused = _outputs(pred, clean, noise, kind, params, reduction, "triton")
+            low = _outputs(pred, clean, noise, kind, params, reduction, "reference")
+            truth = _outputs(pred.double(), clean, noise, kind, params, reduction, "reference")
+            for got, ref, true, stores in zip(fused, low, truth, (1, 2)):
+                assert_close_to_truth(got, true, got.dtype, ref, stores)

@@ -5,8 +5,8 @@ writes 4. Nothing else touches memory: the reduction is two-stage (per-program p
 program sums them in a fixed order), so results are bitwise reproducible run to run and never use float atomics.
 
 What the gradient buffer holds: d(sum of kept losses)/d pred, masked, in pred's dtype. The reduction's scale
-(1/count for "mean", 1 for "sum") is a 0-d device tensor that the backward folds into grad_output before its one
-multiply: for a masked mean the count of kept elements is known only when this very pass ends, so it cannot be
+(1/count for "mean", 1 for "sum") is a 0-d device tensor that the backward (triton/loss_backward.py) folds into
+grad_output in its one multiply: for a masked mean the count of kept elements is known only when this very pass ends, so it cannot be
 applied while writing without a second pass over the mask, and keeping the 1/count factor out of the stored values
 keeps fp16 gradients of large batches out of the subnormal range (2*d/N for N = 16 M is below fp16's smallest
 subnormal). The backward is one elementwise multiply by a scalar either way, with no host sync.
@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from ..reference import loss as reference
+from .loss_backward import backward, setup_context
 
 KIND_CODE = {"l2": 0, "l1": 1, "l0": 2, "hdr": 3}
 MASK_NONE, MASK_FULL, MASK_ROWS = 0, 1, 2  # no mask; one mask element per element; (B,1,...) mask shared by C rows
@@ -211,27 +212,6 @@ def _loss_fake(pred, target, mask, kind, reduction, gamma, eps, need_grad):
     value_shape = torch.empty_like(pred, dtype=torch.float32) if reduction == "none" else pred.new_empty(
         (), dtype=torch.float32)
     return value_shape, grad, pred.new_empty((), dtype=torch.float32)
-
-
-def setup_context(ctx, inputs, output):
-    """Shared by every loss op: inputs start (pred, target, ...), outputs are (loss, grad, scale)."""
-    _, grad, scale = output
-    ctx.save_for_backward(grad, scale)
-    ctx.target_dtype = inputs[1].dtype
-
-
-def backward(ctx, grad_loss, _grad_grad=None, _grad_scale=None):
-    """One multiply: the saved gradient times grad_output (a scalar times the reduction's scale, or per element
-    for "none"). The target's gradient is minus the pred's for every kind (hdr's denominator is detached)."""
-    grad, scale = ctx.saved_tensors
-    if grad_loss.dim() == 0:
-        grad_pred = grad * (grad_loss * scale)  # 0-d factor: the result keeps grad's (pred's) dtype
-    else:
-        grad_pred = (grad * grad_loss).to(grad.dtype)
-    grad_target = None
-    if ctx.needs_input_grad[1] and ctx.target_dtype is not None:  # None: the second input is not differentiable
-        grad_target = -grad_pred.to(ctx.target_dtype)
-    return (grad_pred if ctx.needs_input_grad[0] else None, grad_target) + (None,) * (len(ctx.needs_input_grad) - 2)
 
 
 _loss_op.register_autograd(backward, setup_context=setup_context)

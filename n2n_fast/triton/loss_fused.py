@@ -17,6 +17,7 @@ import triton.language as tl
 
 from ..reference import loss as reference
 from . import loss as plain
+from .loss_backward import backward, setup_context
 from .noise_models import noisy_pair_values
 
 MAX_BATCH = 65535  # grid dimension 1 holds the sample; larger batches take the unfused path
@@ -134,11 +135,11 @@ def _n2n_loss_fake(pred, clean, mask, model, levels, seed, step, index, kind, re
 
 
 def _setup_context(ctx, inputs, output):
-    plain.setup_context(ctx, inputs, output)
+    setup_context(ctx, inputs, output)
     ctx.target_dtype = None  # clean gets no gradient: sampling noise is not differentiable
 
 
-_n2n_loss_op.register_autograd(plain.backward, setup_context=_setup_context)
+_n2n_loss_op.register_autograd(backward, setup_context=_setup_context)
 
 
 def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", reduction="mean", gamma=0.0,
