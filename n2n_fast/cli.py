@@ -13,12 +13,115 @@ def _cmd_info(args):
     return 0
 
 
+# ---- train / demo (training loop helper) --------------------------------------------------------------------
+_NOISE_HELP = ("noise model: gaussian:SIGMA, poisson:PEAK, poissongaussian:PEAK,SIGMA, bernoulli:P, impulse:P; "
+               "each value may be a LOW-HIGH range drawn per sample; SIGMA in 8-bit units (25 means 25/255)")
+
+
+def parse_noise(text):
+    """A noise model from `gaussian:0-50` style text (sigma in 8-bit units; peak and p as they are)."""
+    from . import noise
+
+    name, _, spec = text.partition(":")
+    models = {"gaussian": (noise.Gaussian, (255,)), "poisson": (noise.Poisson, (1,)),
+              "poissongaussian": (noise.PoissonGaussian, (1, 255)), "bernoulli": (noise.Bernoulli, (1,)),
+              "impulse": (noise.Impulse, (1,))}
+    if name.lower() not in models or not spec:
+        raise ValueError(f"--noise: expected NAME:VALUE with NAME in {sorted(models)}, got {text!r}")
+    model, scales = models[name.lower()]
+    parts = spec.split(",")
+    if len(parts) != len(scales):
+        raise ValueError(f"--noise: {name} takes {len(scales)} comma-separated value(s), got {spec!r}")
+    values = []
+    for part, scale in zip(parts, scales):
+        try:
+            bounds = [float(v) / scale for v in part.split("-")]  # ranges are LOW-HIGH (values are >= 0)
+        except ValueError:
+            raise ValueError(f"--noise: {part!r} is not a number or a LOW-HIGH range (in {text!r})") from None
+        if len(bounds) not in (1, 2):
+            raise ValueError(f"--noise: {part!r} is not a number or a LOW-HIGH range (in {text!r})")
+        values.append(bounds[0] if len(bounds) == 1 else tuple(bounds))
+    return model(*values)
+
+
+def _source(paths):
+    return None if not paths else (paths[0] if len(paths) == 1 else list(paths))
+
+
+def _cmd_train(args):
+    from .train import train
+
+    if args.val_noisy and not args.val:
+        raise ValueError("--val-noisy: needs --val (the clean images)")
+    val = (_source(args.val_noisy), _source(args.val)) if args.val_noisy else _source(args.val)
+    result = train(data=_source(args.data), pairs=tuple(args.pairs) if args.pairs else None,
+                   noise=parse_noise(args.noise) if args.noise else None, targets=args.targets, loss=args.loss,
+                   steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
+                   out_dir=args.out, resume=args.resume, val=val, device=args.device, precision=args.precision,
+                   compile=args.compile, features=args.features, log_every=args.log_every,
+                   val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.quiet)
+    last = result.history[-1] if result.history else {}
+    print(f"trained {last.get('step', 0)} steps; last loss {last.get('loss', float('nan')):.5g}"
+          + (f", val PSNR {last['val_psnr']:.2f} dB" if last.get("val_psnr") is not None else "")
+          + f"; checkpoint {result.checkpoint}")
+    return 0
+
+
+def _cmd_demo(args):
+    from .demo import demo
+
+    demo(out_dir=args.out, steps=args.steps, sigma=args.sigma, n2c=args.n2c, features=args.features,
+         crop=args.crop, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+         precision=args.precision, progress=not args.quiet)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="n2n-fast", description="Fast Noise2Noise training and inference.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="versions, GPU, extension build, and which implementation serves each op")
     p.set_defaults(run=_cmd_info)
+
+    p = sub.add_parser("train", help="train a U-Net denoiser (N2N, N2C, real pairs, Neighbor2Neighbor)")
+    p.add_argument("--data", nargs="+", metavar="PATH", help="folder, image file(s): clean (or noisy for neighbor)")
+    p.add_argument("--pairs", nargs="+", metavar="FOLDER", help="two or more folders of aligned noisy realisations")
+    p.add_argument("--noise", help=_NOISE_HELP)
+    p.add_argument("--targets", default="noisy", choices=("noisy", "clean", "neighbor"))
+    p.add_argument("--loss", default="l2", choices=("l2", "l1", "l0", "hdr"))
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--batch-size", type=int, default=4, help="per process (rank)")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--features", type=int, default=48, help="U-Net width (48 in the paper)")
+    p.add_argument("--out", required=True, help="output folder: checkpoints, history, plot")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
+    p.add_argument("--val", nargs="+", metavar="PATH", help="clean validation images")
+    p.add_argument("--val-noisy", nargs="+", metavar="PATH", help="their noisy versions (else noised with --noise)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--val-every", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("demo", help="train N2N on scikit-image's photographs, write noisy | N2N | clean and PSNRs")
+    p.add_argument("--out", default="n2n_demo", help="output folder (default: n2n_demo)")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--sigma", type=float, default=25.0, help="Gaussian noise sigma in 8-bit units (default 25)")
+    p.add_argument("--n2c", action="store_true", help="also train the N2C baseline (clean targets) and compare")
+    p.add_argument("--features", type=int, default=32, help="U-Net width (48 in the paper; 32 keeps it quick)")
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_demo)
 
     return parser
 

@@ -1,0 +1,100 @@
+"""One Noise2Noise training step on the paper U-Net: the defaults of n2n_fast.train against the pinned reference
+step (SPEC §6), same model initialisation and clean batch, in one run.
+
+reference: float32, NCHW, eager, noisy_pair(backend="reference"), l2_loss(backend="reference"), torch.optim.Adam
+           with default settings.
+defaults:  what train() runs for synthetic N2N: bf16 autocast where native (precision="auto"), channels_last,
+           add_noise on the fastest backend for the input, the fused n2n_loss (regenerates the target inside the
+           loss), fused Adam with the paper's betas.
+compile:   the defaults with the network under torch.compile (full size only: compiling takes minutes on a CPU).
+
+"bytes" is a floor no step can beat: the clean batch read once, and Adam reading parameters, gradients and both
+moments and writing parameters and moments (7 x 4 bytes per parameter). Images/s is the number to read on a GPU.
+
+    pytest benchmarks/bench_train.py --benchmark-only                      small: 2x3x64x64
+    N2N_FAST_BENCH_FULL=1 pytest benchmarks/bench_train.py --benchmark-only  the issue's 4x3x128x128
+"""
+import contextlib
+
+import pytest
+import torch
+
+import n2n_fast
+from n2n_fast.noise import add_noise, noisy_pair
+from n2n_fast.train import BETAS, EPS, _autocast_dtype
+
+from conftest import FULL
+
+SHAPE = (4, 3, 128, 128) if FULL else (2, 3, 64, 64)
+SIZE = "x".join(map(str, SHAPE))
+NOISE = n2n_fast.Gaussian((0, 50 / 255))
+_REFERENCE_SECONDS = {}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _reference_step(model, clean, device):
+    optimizer = torch.optim.Adam(model.parameters())
+    state = {"step": 0}
+
+    def run():
+        y1, y2 = noisy_pair(clean, NOISE, seed=0, step=state["step"], backend="reference")
+        loss = n2n_fast.l2_loss(model(y1), y2, backend="reference")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state["step"] += 1
+        _sync(device)
+    return run
+
+
+def _default_step(model, clean, device, compiled):
+    amp = _autocast_dtype("auto", device)
+    memory_format = torch.channels_last if amp is not None or device.type == "cuda" else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, betas=BETAS, eps=EPS, fused=True)
+    network = torch.compile(model) if compiled else model
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
+    state = {"step": 0}
+
+    def run():
+        step = state["step"]
+        with autocast():
+            noisy = add_noise(clean, NOISE, seed=0, step=step, check_finite=False)
+            pred = network(noisy.contiguous(memory_format=memory_format))
+            loss = n2n_fast.n2n_loss(pred, clean, NOISE, seed=0, step=step, kind="l2")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state["step"] += 1
+        _sync(device)
+    return run
+
+
+IMPLS = ["reference", "defaults"] + (["compile"] if FULL else [])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_train_step(benchmark, record_throughput, device, impl):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = n2n_fast.UNet(SHAPE[1]).to(device)
+        clean = torch.rand(SHAPE).to(device)
+    if impl == "reference":
+        step = _reference_step(model, clean, device)
+    else:
+        step = _default_step(model, clean, device, compiled=impl == "compile")
+    step()  # warm-up: oneDNN primitives, autotuning, compilation outside the timing
+    step()
+    benchmark.pedantic(step, rounds=3 if not FULL else 10, iterations=1, warmup_rounds=0)
+    op = "train step n2n l2 (paper U-Net)"
+    params = sum(p.numel() for p in model.parameters())
+    seconds = record_throughput(benchmark, op=op, size=SIZE, impl=impl, nbytes=clean.nbytes + 28 * params,
+                                reference_seconds=_REFERENCE_SECONDS.get((op, SIZE)))
+    if seconds:
+        benchmark.extra_info["images_per_s"] = SHAPE[0] / seconds
+        if impl == "reference":
+            _REFERENCE_SECONDS[(op, SIZE)] = seconds

@@ -1,0 +1,211 @@
+"""Training data: images decoded once into a compact store, crops cut on the device, every choice counter-based.
+
+Random layout (keep it stable: changing it changes every user's training crops). Data choices use Philox4x32-10
+with the key `seed ^ DATA_KEY` (so they are independent of the noise, which is keyed by `seed` itself) and the
+counter (c0, c1, c2, c3):
+  purpose SAMPLE   (0): c0 = global sample index, c1 = 0, c2 = step, c3 = 0 ->
+                        words: image, crop row, crop column, bits (bit 0 horizontal flip, bits 1-2 quarter turns);
+  purpose PAIR     (1): c0 = global sample index, c1 = 0, c2 = step, c3 = 1 -> word 0: which two realisations;
+  purpose NEIGHBOR (2): c0 = cell position y * (W/2) + x, c1 = global sample index, c2 = step, c3 = 2 ->
+                        word 0: which ordered pair of neighbouring pixels of the 2x2 cell (Neighbor2Neighbor).
+A choice among n is `word % n`: the bias is below n / 2**32, far under anything training can notice.
+The global sample index of sample i of rank r at any step is r * batch_size + i, so a sample's crop and noise do
+not depend on how the batch is split across ranks.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import _backend
+from .reference.philox import philox4x32
+
+DATA_KEY = 0x5A7A_5EED_C0FF_EE00  # below 2**63: keys travel as int64 into the extension
+SAMPLE, PAIR, NEIGHBOR = 0, 1, 2
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm")
+# (first, second) positions inside a 2x2 cell (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) that are
+# horizontal or vertical neighbours: the eight ordered choices of Neighbor2Neighbor's random sub-sampler.
+NEIGHBOR_PAIRS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 3), (3, 1), (2, 3), (3, 2))
+
+
+def _as_image(array, where):
+    """(H, W, C) array kept in its compact dtype (uint8, uint16) or float32; errors name `where`."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{where}: expected a numpy array or an image path, got {type(array).__name__}")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or min(array.shape) == 0:
+        raise ValueError(f"{where}: an image must be (H, W) or (H, W, C), got shape {array.shape}")
+    if array.dtype in (np.uint8, np.uint16):
+        return np.ascontiguousarray(array)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{where}: image dtype must be uint8, uint16 or float (values in [0, 1]), got {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{where}: image contains NaN or Inf")
+    return array
+
+
+def _read(path, where):
+    from .io import read_image
+
+    try:
+        pixels, dtype = read_image(path)
+    except Exception as exc:
+        raise ValueError(f"{where}: cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from exc
+    # read_image scales to float32 [0, 1]; go back to the file's compact dtype so the store stays small
+    if np.dtype(dtype) in (np.uint8, np.uint16):
+        top = np.iinfo(dtype).max
+        pixels = np.rint(np.asarray(pixels, dtype=np.float32) * top).astype(dtype)
+    return _as_image(np.asarray(pixels), f"{where} ({path})")
+
+
+def load_images(source, name):
+    """A list of (H, W, C) arrays from a folder, an image path, a list of paths/arrays, or an array.
+
+    An array is one image when 2-D (H, W) or 3-D (H, W, C), a stack when 4-D (N, H, W, C)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ValueError(f"{name}: folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            return [_read(p, f"{name}[{i}]") for i, p in enumerate(files)]
+        if not path.exists():
+            raise ValueError(f"{name}: {str(path)!r} does not exist")
+        return [_read(path, name)]
+    if isinstance(source, np.ndarray):
+        if source.ndim == 4:
+            return [_as_image(image, f"{name}[{i}]") for i, image in enumerate(source)]
+        return [_as_image(source, name)]
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise ValueError(f"{name}: empty list of images")
+        return [_read(item, f"{name}[{i}]") if isinstance(item, (str, os.PathLike)) else _as_image(item, f"{name}[{i}]")
+                for i, item in enumerate(source)]
+    raise TypeError(f"{name}: expected a folder, an image path, a list of paths or arrays, or a numpy array; "
+                    f"got {type(source).__name__}")
+
+
+def check_images(images, name, crop=None):
+    """Same channel count everywhere, and every image at least crop x crop."""
+    channels = {image.shape[2] for image in images}
+    if len(channels) != 1:
+        raise ValueError(f"{name}: images must all have the same number of channels, got {sorted(channels)}")
+    if crop is not None:
+        for i, image in enumerate(images):
+            if min(image.shape[:2]) < crop:
+                raise ValueError(f"{name}[{i}]: image of {image.shape[0]}x{image.shape[1]} is smaller than the "
+                                 f"crop {crop}x{crop}; use a smaller crop= or larger images")
+
+
+def _scale(array):
+    return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
+
+
+class ImageStore:
+    """Images as compact (C, H, W) tensors on `device` when they fit (else pinned host memory), cut into float
+    crops on the device."""
+
+    def __init__(self, images, device):
+        self.device = torch.device(device)
+        self.sizes = [image.shape[:2] for image in images]
+        self.channels = images[0].shape[2]
+        self.scales = [_scale(image) for image in images]
+        nbytes = sum(image.nbytes for image in images)
+        on_device = self.device.type == "cpu" or nbytes < 0.5 * torch.cuda.mem_get_info(self.device)[0]
+        self.images = []
+        for image in images:
+            # uint16 has no arithmetic on every device in torch; int32 keeps it exact (cast back on the device)
+            tensor = torch.from_numpy(image.astype(np.int32) if image.dtype == np.uint16 else image)
+            tensor = tensor.permute(2, 0, 1).contiguous()
+            self.images.append(tensor.to(self.device) if on_device else tensor.pin_memory())
+
+    def __len__(self):
+        return len(self.images)
+
+    def crops(self, picks, crop):
+        """(B, C, crop, crop) float32 on the device for picks [(image, row, col, bits), ...]; crop may be an int
+        or (height, width) (then bits must not turn a non-square crop)."""
+        height, width = (crop, crop) if isinstance(crop, int) else crop
+        out = []
+        for image, row, col, bits in picks:
+            patch = self.images[image][:, row:row + height, col:col + width]
+            patch = patch.to(self.device, non_blocking=True).float()
+            if self.scales[image] != 1.0:
+                patch = patch * (1.0 / self.scales[image])
+            if bits & 1:
+                patch = patch.flip(-1)
+            if (bits >> 1) & 3:
+                patch = torch.rot90(patch, (bits >> 1) & 3, dims=(-2, -1))
+            out.append(patch)
+        return torch.stack(out)
+
+    def full(self, image):
+        """Image `image` as a (1, C, H, W) float32 tensor on the device."""
+        return self.crops([(image, 0, 0, 0)], tuple(self.sizes[image]))
+
+
+def _words(seed, index, count, step, purpose):
+    counter = torch.arange(index, index + count, dtype=torch.int64)
+    return [w.tolist() for w in philox4x32(seed ^ DATA_KEY, counter, 0, step, purpose)]
+
+
+def draw_crops(seed, step, index, count, sizes, crop):
+    """[(image, row, col, bits)] for global samples index .. index + count - 1 at `step` (host ints: no sync)."""
+    picks = []
+    for w_image, w_row, w_col, bits in zip(*_words(seed, index, count, step, SAMPLE)):
+        image = w_image % len(sizes)
+        height, width = sizes[image]
+        picks.append((image, w_row % (height - crop + 1), w_col % (width - crop + 1), bits & 7))
+    return picks
+
+
+def draw_realisations(seed, step, index, count, realisations):
+    """[(input, target)] realisation numbers, distinct, for each sample (pairs among `realisations` >= 2)."""
+    choices = realisations * (realisations - 1)
+    out = []
+    for word in _words(seed, index, count, step, PAIR)[0]:
+        q = word % choices
+        first, second = divmod(q, realisations - 1)
+        out.append((first, second + (second >= first)))
+    return out
+
+
+def neighbor_choice(shape, seed, step, index, device):
+    """Neighbor2Neighbor's random sub-sampler for a (B, C, H, W) batch: (B, H/2 * W/2, 2) positions inside each
+    2x2 cell, a function of (seed, step, global sample index, cell) drawn on the device."""
+    batch, cells = shape[0], (shape[2] // 2) * (shape[3] // 2)
+    _, philox = _backend.choose("philox", device)
+    counters = torch.zeros(batch, cells, 4, dtype=torch.int32, device=device)
+    counters[..., 0] = torch.arange(cells, dtype=torch.int32, device=device)
+    counters[..., 1] = torch.arange(index, index + batch, dtype=torch.int32, device=device)[:, None]
+    counters[..., 2] = step
+    counters[..., 3] = NEIGHBOR
+    choice = philox(counters, seed ^ DATA_KEY)[..., 0] & 7  # 8 choices, a power of two: no bias at all
+    return torch.tensor(NEIGHBOR_PAIRS, dtype=torch.int64, device=device)[choice.long()]
+
+
+def neighbor_split(images, choice):
+    """The two (B, C, H/2, W/2) sub-images g1, g2 picked by `choice` (from neighbor_choice)."""
+    batch, channels, height, width = images.shape
+    cells_h, cells_w = height // 2, width // 2
+    cells = images[:, :, :2 * cells_h, :2 * cells_w].reshape(batch, channels, cells_h, 2, cells_w, 2)
+    cells = cells.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, cells_h * cells_w, 4)
+    shape = (batch, channels, cells_h, cells_w)
+    return tuple(torch.gather(cells, 3, choice[:, None, :, k:k + 1].expand(batch, channels, -1, 1)).reshape(shape)
+                 for k in (0, 1))
+
+
+def describe(images):
+    """What a checkpoint records about the data, to refuse resuming on different data."""
+    return {"count": len(images), "shapes": [list(image.shape) for image in images[:64]],
+            "dtypes": sorted({str(image.dtype) for image in images})}
+
+
+def cut_pairs(stores, picks, which, crop):
+    """(inputs, targets): the same crop of realisations `which[i] = (a, b)` of each sample (real noisy pairs)."""
+    inputs = torch.cat([stores[a].crops([pick], crop) for pick, (a, _) in zip(picks, which)])
+    targets = torch.cat([stores[b].crops([pick], crop) for pick, (_, b) in zip(picks, which)])
+    return inputs, targets

@@ -1,0 +1,260 @@
+"""n2n_fast.train / load: bad input, every mode, the N2N claim on real photographs, exact resume after SIGKILL."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import n2n_fast
+from n2n_fast import Bernoulli, Gaussian, Impulse, Poisson
+from n2n_fast import checkpoint as ckpt
+from n2n_fast import schedule
+
+TINY = dict(steps=3, batch_size=2, crop=32, features=8, progress=False, precision="float32", plot=False)
+
+
+def _photos():
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    grey = lambda a: np.rint(rgb2gray(a) * 255).astype(np.uint8)  # noqa: E731
+    train = [data.camera(), grey(data.astronaut()), grey(data.rocket()), data.brick(),
+             grey(data.immunohistochemistry())]
+    held_out = [grey(data.chelsea())[:256, :256], grey(data.coffee())[:256, :256]]
+    return train, held_out
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on this shared 2-core machine two threads under load run several times slower, and a
+    fixed thread count is what bitwise reproducibility is promised for."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (40, 44, 3), dtype=np.uint8), rng.integers(0, 256, (36, 50, 3), dtype=np.uint8)]
+
+
+# ---- bad input: clear errors before any training, nothing left behind -------------------------------------------
+def _bad(tmp_path, error, match, **kwargs):
+    out = tmp_path / "out"
+    args = {**TINY, "noise": Gaussian(0.1), "out_dir": out, **kwargs}
+    with pytest.raises(error, match=match):
+        n2n_fast.train(**args)
+    assert not out.exists() or not any(out.iterdir()), "a failed call left files behind"
+
+
+def test_bad_input(tmp_path, small):
+    _bad(tmp_path, ValueError, "data, pairs: give exactly one", data=None)
+    _bad(tmp_path, ValueError, "data, pairs: give exactly one", data=small, pairs=(small, small))
+    _bad(tmp_path, ValueError, "loss: expected one of", data=small, loss="l3")
+    _bad(tmp_path, ValueError, "targets: expected one of", data=small, targets="self")
+    _bad(tmp_path, ValueError, "noise: targets='noisy' .* needs a noise model", data=small, noise=None)
+    _bad(tmp_path, TypeError, "noise: expected one of", data=small, noise="gaussian")
+    _bad(tmp_path, ValueError, r"data\[1\]: image of 36x50 is smaller than the crop 40x40", data=small, crop=40)
+    _bad(tmp_path, ValueError, "holds no images", data=tmp_path)
+    _bad(tmp_path, ValueError, r"pairs\[1\]: 1 images", pairs=(small, small[:1]))
+    _bad(tmp_path, ValueError, r"pairs\[1\]: 2 images of shapes", pairs=(small, [small[0], small[0]]))
+    _bad(tmp_path, ValueError, "steps: must be >= 1", data=small, steps=0)
+    _bad(tmp_path, TypeError, "batch_size: expected an int", data=small, batch_size=2.0)
+    _bad(tmp_path, ValueError, "crop must be even", data=small, targets="neighbor", crop=31)
+    _bad(tmp_path, ValueError, "precision: expected one of", data=small, precision="fp8")
+    _bad(tmp_path, ValueError, r"val: images have 1 channels", data=small, val=[np.zeros((8, 8), np.uint8)])
+    with pytest.raises(ValueError, match="sigma"):  # the noise model checks its level when built
+        Gaussian(-0.1)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="out_dir: cannot write"):
+        n2n_fast.train(data=small, noise=Gaussian(0.1), out_dir=blocker / "sub", **TINY)
+
+
+def test_corrupt_checkpoint_on_resume(tmp_path, small):
+    (tmp_path / "last.pt").write_bytes(b"\x80\x02 truncated")
+    with pytest.raises(ValueError, match="resume: .* not a readable n2n_fast checkpoint"):
+        n2n_fast.train(data=small, noise=Gaussian(0.1), out_dir=tmp_path, resume=True, **TINY)
+    with pytest.raises(ValueError, match="path: no checkpoint file"):
+        n2n_fast.load(tmp_path / "missing.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an n2n_fast checkpoint"):
+        n2n_fast.load(tmp_path / "other.pt")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = ckpt.save({"step": 1}, tmp_path / "last.pt")
+
+    def broken(obj, file):
+        file.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["step"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+# ---- schedules ---------------------------------------------------------------------------------------------------
+def test_schedules():
+    assert schedule.learning_rate(0, 100, 3e-4) == schedule.learning_rate(69, 100, 3e-4) == 3e-4
+    assert schedule.learning_rate(85, 100, 3e-4) == pytest.approx(3e-4 * math.cos(math.pi / 4) ** 2)
+    lrs = [schedule.learning_rate(s, 100, 1.0) for s in range(70, 100)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.01
+    assert schedule.l0_gamma(0, 10) == 2.0 and schedule.l0_gamma(5, 10) == 1.0
+
+
+# ---- every mode runs, writes its files, and load() returns the trained network -----------------------------------
+@pytest.mark.parametrize("mode", ["clean", "pairs3", "neighbor", "neighbor-synthetic", "l1", "l0", "hdr",
+                                  "bernoulli", "poisson", "impulse-bf16"])
+def test_modes(tmp_path, small, mode):
+    rng = np.random.default_rng(3)
+    noisy = [[np.clip(i + rng.normal(0, 20, i.shape), 0, 255).astype(np.uint8) for i in small] for _ in range(3)]
+    kwargs = {"clean": dict(data=small, noise=Gaussian((0, 0.2)), targets="clean"),
+              "pairs3": dict(pairs=tuple(noisy), val=(noisy[0][0], small[0])),
+              "neighbor": dict(data=noisy[0], targets="neighbor"),
+              "neighbor-synthetic": dict(data=small, noise=Gaussian(0.1), targets="neighbor", val=small[:1]),
+              "l1": dict(data=small, noise=Gaussian(0.1), loss="l1"),
+              "l0": dict(data=small, noise=Impulse(0.3), loss="l0"),
+              "hdr": dict(data=small, noise=Gaussian(0.1), loss="hdr"),
+              "bernoulli": dict(data=small, noise=Bernoulli(0.5), val=small),
+              "poisson": dict(data=small, noise=Poisson((5, 50))),
+              "impulse-bf16": dict(data=small, noise=Impulse(0.2), precision="bfloat16")}[mode]
+    plot = mode == "clean"  # matplotlib costs seconds here: draw the curves once
+    result = n2n_fast.train(out_dir=tmp_path, **{**TINY, "log_every": 1, "plot": plot, **kwargs})
+    assert [row["step"] for row in result.history] == [1, 2, 3]
+    assert all(math.isfinite(row["loss"]) and row["loss"] > 0 for row in result.history)
+    assert {"history.json", "history.csv", "last.pt"} | ({"history.png"} if plot else set()) <= {
+        p.name for p in tmp_path.iterdir()}
+    assert (result.best_checkpoint is not None) == ("val" in kwargs)
+    model = n2n_fast.load(result.checkpoint)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), result.model.cpu().float()(x))
+
+
+# ---- the N2N claim on real photographs --------------------------------------------------------------------------
+def _psnr(model, images, noise):
+    from n2n_fast.noise import add_noise
+
+    out = []
+    for i, image in enumerate(images):
+        clean = torch.from_numpy(image).float().div(255)[None, None]
+        noisy = add_noise(clean, noise, seed=777, index=i)  # noise unseen in training and validation
+        with torch.no_grad():
+            pred = model(noisy)
+        out.append((-10 * torch.log10(torch.mean((pred.clamp(0, 1) - clean) ** 2)).item(),
+                    -10 * torch.log10(torch.mean((noisy - clean) ** 2)).item()))
+    return np.mean(out, axis=0)
+
+
+def test_n2n_matches_n2c_on_photographs(tmp_path):
+    """Gaussian sigma 25/255, five grey photographs, two held out. The budget is small (200 steps of 8 crops of
+    64x64, a 16-feature U-Net instead of the paper's 48, lr 1.5e-3 so it converges in the budget): measured here
+    N2N and N2C both about 26.9 dB against 20.2 dB for the noisy input, the gap within +-0.05 dB."""
+    train, held_out = _photos()
+    noise = Gaussian(25 / 255)
+    common = dict(data=train, noise=noise, steps=200, batch_size=8, crop=64, features=16, lr=1.5e-3, seed=1,
+                  progress=False, log_every=50, plot=False)
+    n2n = n2n_fast.train(targets="noisy", out_dir=tmp_path / "n2n", **common)
+    n2c = n2n_fast.train(targets="clean", out_dir=tmp_path / "n2c", **common)
+    (psnr_n2n, psnr_noisy), (psnr_n2c, _) = _psnr(n2n.model.cpu(), held_out, noise), _psnr(n2c.model.cpu(), held_out,
+                                                                                           noise)
+    print(f"held-out PSNR: noisy {psnr_noisy:.2f}, N2N {psnr_n2n:.2f}, N2C {psnr_n2c:.2f} dB")
+    assert psnr_n2c - psnr_n2n <= 0.5
+    assert psnr_n2n >= psnr_noisy + 6.0
+
+
+# ---- exact resume after SIGKILL ----------------------------------------------------------------------------------
+SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+import n2n_fast
+import numpy as np
+rng = np.random.default_rng(0)
+images = [rng.integers(0, 256, (48, 52, 3), dtype=np.uint8) for _ in range(3)]
+kwargs = json.loads(sys.argv[1])
+n2n_fast.train(data=images, noise=n2n_fast.Gaussian((0, 0.2)), **kwargs)
+"""
+
+
+def _run(tmp_path, **kwargs):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    return subprocess.Popen([sys.executable, str(script), json.dumps(kwargs)], stdout=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_resume_after_sigkill_is_bitwise(tmp_path):
+    args = dict(steps=40, batch_size=2, crop=32, features=8, precision="float32", log_every=1, checkpoint_every=5,
+                progress=False, seed=3, plot=False)
+    assert _run(tmp_path, out_dir=str(tmp_path / "whole"), **args).wait(timeout=300) == 0
+    killed = _run(tmp_path, out_dir=str(tmp_path / "killed"), **args)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL, "the run finished before it could be killed: raise steps"
+    stopped_at = n2n_fast.checkpoint.read(last)["step"]
+    assert 0 < stopped_at < args["steps"]
+    assert _run(tmp_path, out_dir=str(tmp_path / "killed"), resume=True, **args).wait(timeout=300) == 0
+    whole = json.loads((tmp_path / "whole" / "history.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "history.json").read_text())
+    assert [r["step"] for r in resumed] == list(range(1, 41))
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]  # bitwise (JSON keeps every float exactly)
+    a, b = n2n_fast.load(tmp_path / "whole" / "last.pt"), n2n_fast.load(last)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_resume_refuses_other_arguments(tmp_path, small):
+    n2n_fast.train(data=small, noise=Gaussian(0.1), out_dir=tmp_path, **TINY)
+    with pytest.raises(ValueError, match="resume: .* different arguments .*lr"):
+        n2n_fast.train(data=small, noise=Gaussian(0.1), out_dir=tmp_path, resume=True, **{**TINY, "lr": 1e-3})
+
+
+@pytest.mark.gpu
+def test_cuda_steps_match_cpu(tmp_path, small):
+    """A few float32 steps on CUDA against the same steps on the CPU (same data, noise, init): the losses agree to
+    the tolerance of float32 convolutions computed in a different order (TF32 off)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    args = dict(data=small, noise=Gaussian(0.1), **{**TINY, "steps": 5, "log_every": 1})
+    cpu = n2n_fast.train(out_dir=tmp_path / "cpu", device="cpu", **args)
+    gpu = n2n_fast.train(out_dir=tmp_path / "gpu", device="cuda", **args)
+    np.testing.assert_allclose([r["loss"] for r in gpu.history], [r["loss"] for r in cpu.history], rtol=1e-3)
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+def test_cli_noise_and_train(tmp_path, small, capsys):
+    from n2n_fast.cli import main, parse_noise
+
+    assert parse_noise("gaussian:0-50") == Gaussian((0.0, 50 / 255))
+    assert parse_noise("gaussian:25") == Gaussian(25 / 255)
+    assert parse_noise("poisson:0.5-50") == Poisson((0.5, 50.0))
+    assert parse_noise("bernoulli:0.5") == Bernoulli(0.5) and parse_noise("impulse:0.7") == Impulse(0.7)
+    assert parse_noise("poissongaussian:30,10") == n2n_fast.PoissonGaussian(30.0, 10 / 255)
+    for bad in ("gauss:25", "gaussian", "gaussian:a-b", "poissongaussian:30"):
+        with pytest.raises(ValueError, match="--noise"):
+            parse_noise(bad)
+    from PIL import Image
+
+    for i, image in enumerate(small):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path), "--noise", "gaussian:0-50", "--steps", "2", "--crop", "32",
+                 "--features", "8", "--batch-size", "2", "--out", str(out), "--quiet", "--precision", "float32",
+                 "--val", str(tmp_path / "0.png")]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out and (out / "best.pt").exists()
+    assert main(["train", "--data", str(tmp_path), "--noise", "gaussian:0-50", "--steps", "2", "--out", str(out),
+                 "--crop", "64"]) == 2
+    assert "smaller than the crop" in capsys.readouterr().err
