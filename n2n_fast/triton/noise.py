@@ -18,13 +18,14 @@ _TL_OUT = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16
 
 @triton.jit
 def _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high, MODEL: tl.constexpr,
-            SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr):
+            SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr, LEAN: tl.constexpr):
     """Loaded input values -> (y0, y1) in OUT_DTYPE and keep1; converting here keeps 1-2 byte inputs packed
     while other chunks are computed."""
     x = raw.to(tl.float32)
     if SCALE_INPUT:
         x = x * in_scale
-    y0, y1, keep1 = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high)
+    y0, y1, keep1 = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high,
+                                      LEAN)
     return y0.to(OUT_DTYPE), y1.to(OUT_DTYPE), keep1
 
 
@@ -43,9 +44,9 @@ def _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high
                                     MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False)
     else:
         y0_e, y1_e, _k = _values(r_e, p_e, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                 MODEL, SCALE_INPUT, OUT_DTYPE)
+                                 MODEL, SCALE_INPUT, OUT_DTYPE, True)
         y0_o, y1_o, _k = _values(r_o, p_o, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                 MODEL, SCALE_INPUT, OUT_DTYPE)
+                                 MODEL, SCALE_INPUT, OUT_DTYPE, True)
     return tl.reshape(tl.join(y0_e, y0_o), (N,)), tl.reshape(tl.join(y1_e, y1_o), (N,))
 
 
@@ -80,7 +81,7 @@ def _noisy_pair_kernel(
     sample = row.to(tl.int64) + index
     if CHUNKS == 1:
         y0, y1, keep1 = _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                MODEL, SCALE_INPUT, OUT_DTYPE)
+                                MODEL, SCALE_INPUT, OUT_DTYPE, False)
     else:
         # Poisson with 1- or 2-byte input: a thread loads 16 bytes = 16 or 8 elements, but the rejection loops'
         # state for that many spills; compute them in CHUNKS rounds of 4 elements per thread.

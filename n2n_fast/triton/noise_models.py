@@ -15,6 +15,9 @@ Stable entry point for other kernels (keep the signature):
             IMPULSE=4)
     a_low, a_high, b_low, b_high  float32 parameter ranges from `noise.levels()` (scalar models: low == high).
             a = sigma | peak | peak | p | p; b = PoissonGaussian's sigma (else unused)
+    LEAN    optional tl.constexpr (default False): Poisson models redraw attempt 0's words inside the rejection
+            loop instead of keeping them live (fewer registers, one more Philox call): use it when the caller
+            already holds many values per thread and ptxas reports spills.
     returns y0 (input copy), y1 (target copy) float32 blocks, keep1: bool block, the target's Bernoulli keep
             decision of the element's pixel (all True for other models).
 
@@ -130,7 +133,7 @@ def poisson_inversion(lam, u):
 
 
 @triton.jit
-def poisson_pair(lam0, lam1, seed, pos, sample, step):
+def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
     """Poisson counts (float32) for both copies: inversion / PTRS / normal approximation by mean (noise.py)."""
     r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON)
     small0 = lam0 < POISSON_SMALL
@@ -149,7 +152,9 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step):
     lam_p1 = tl.where(pending1, lam1, POISSON_SMALL)
     attempt = 0
     while tl.max((pending0 | pending1).to(tl.int32)) > 0:
-        if attempt > 0:  # each attempt has its own counter, so every implementation replays the same attempts
+        # Each attempt has its own counter, so every implementation replays the same attempts. LEAN draws attempt
+        # 0's words again instead of carrying them into the loop: one more Philox call, four fewer live values.
+        if LEAN or attempt > 0:
             r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON + attempt)
         last = attempt == POISSON_MAX_ATTEMPTS - 1
         cand0, ok0 = ptrs_attempt(lam_p0, uniform(r0), uniform(r1))
@@ -169,7 +174,8 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step):
 
 
 @triton.jit
-def noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a_low, a_high, b_low, b_high):
+def noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a_low, a_high, b_low, b_high,
+                      LEAN: tl.constexpr = False):
     """(y0, y1, keep1) for clean float32 values x; see the module docstring for every argument."""
     a0, a1, b0, b1 = levels(seed, step, sample, a_low, a_high, b_low, b_high)
     keep1 = x == x  # all True (inputs are finite)
@@ -180,7 +186,7 @@ def noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a
         y1 = x + a1 * z1
     elif MODEL == POISSON or MODEL == POISSON_GAUSSIAN:
         xp = tl.maximum(x, 0.0)
-        k0, k1 = poisson_pair(a0 * xp, a1 * xp, seed, pos, sample, step)
+        k0, k1 = poisson_pair(a0 * xp, a1 * xp, seed, pos, sample, step, LEAN)
         y0 = tl.div_rn(k0, a0 + x * 0.0)
         y1 = tl.div_rn(k1, a1 + x * 0.0)
         if MODEL == POISSON_GAUSSIAN:
