@@ -13,6 +13,24 @@ def _cmd_info(args):
     return 0
 
 
+def _cmd_bench(args):
+    # The benchmarks live in the repository, not in the installed package: find benchmarks/ next to the package
+    # (an editable install or a checkout) and run its script in a fresh interpreter, passing every option on.
+    import subprocess
+    from pathlib import Path
+
+    rest = list(args.args)
+    script = "quality.py" if rest[:1] == ["quality"] else "report.py"
+    rest = rest[1:] if rest[:1] in (["quality"], ["report"]) else rest
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not (folder / script).is_file():
+        raise FileNotFoundError(
+            f"benchmarks/{script} not found at {folder}: the benchmarks ship with the repository, not with an "
+            "installed wheel. Clone the repository and install it editable (pip install --no-build-isolation -e .), "
+            f"or run `python benchmarks/{script}` from the checkout")
+    return subprocess.call([sys.executable, str(folder / script), *rest], cwd=folder.parent)
+
+
 # ---- train / demo (training loop helper) --------------------------------------------------------------------
 _NOISE_HELP = ("noise model: gaussian:SIGMA, poisson:PEAK, poissongaussian:PEAK,SIGMA, bernoulli:P, impulse:P; "
                "each value may be a LOW-HIGH range drawn per sample; SIGMA in 8-bit units (25 means 25/255)")
@@ -82,6 +100,14 @@ def build_parser():
 
     p = sub.add_parser("info", help="versions, GPU, extension build, and which implementation serves each op")
     p.set_defaults(run=_cmd_info)
+
+    # prefix_chars="+": nothing after `bench` is parsed here, so every option (and -h) reaches the script itself.
+    p = sub.add_parser("bench", prefix_chars="+", add_help=False,
+                       help="`bench [report options]`: run the benchmark suites at full size and render the table "
+                            "and chart (benchmarks/report.py); `bench quality [options]`: the paper's claims at "
+                            "small scale (benchmarks/quality.py); -h after either shows its options")
+    p.add_argument("args", nargs="*", help="[report|quality] then that script's options")
+    p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("train", help="train a U-Net denoiser (N2N, N2C, real pairs, Neighbor2Neighbor)")
     p.add_argument("--data", nargs="+", metavar="PATH", help="folder, image file(s): clean (or noisy for neighbor)")

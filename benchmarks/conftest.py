@@ -1,0 +1,92 @@
+"""Shared pieces of the pytest-benchmark suites (SPEC §6).
+
+Sizes are small unless `N2N_FAST_BENCH_FULL=1` (CI runs `pytest benchmarks/ --benchmark-disable` to keep the
+files working; `n2n-fast bench` runs them at full size and renders the report with benchmarks/report.py).
+
+What the report reads from each benchmark's `extra_info` (all optional; it falls back to the test's name, group
+and parameters, and derives ratios from the medians of the same op and size):
+    op      the op family, e.g. "noisy_pair gaussian fp32"
+    size    a short shape label, e.g. "4x3x256x256"
+    impl    which implementation ran: "reference", "triton", "cpp", "eager", "compile", ...
+    device  "cpu" or "cuda" (or the GPU's name)
+    bytes   the bytes the op must move (the floor), so GB/s = bytes / median time
+    gbps    bytes / median time, when the benchmark computed it itself
+    ratio   speed-up against the reference (reference time / this time), when measured inside the test
+`record_throughput` below fills these in one call after the benchmark ran.
+"""
+import fnmatch
+import os
+import platform
+
+import pytest
+import torch
+
+FULL = os.environ.get("N2N_FAST_BENCH_FULL", "0") not in ("", "0")
+
+
+def bench_device():
+    """Where the benchmarks run: the GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture
+def device():
+    return bench_device()
+
+
+@pytest.fixture
+def full():
+    """True when the full sizes were asked for (N2N_FAST_BENCH_FULL=1)."""
+    return FULL
+
+
+def _median(benchmark):
+    """Median seconds of the finished benchmark, or None when timing was disabled (--benchmark-disable)."""
+    stats = getattr(benchmark, "stats", None)
+    stats = getattr(stats, "stats", None)
+    return getattr(stats, "median", None)
+
+
+@pytest.fixture
+def record_throughput():
+    """record(benchmark, *, op, size, impl, nbytes, reference_seconds=None): call after `benchmark(...)` ran.
+
+    Stores op/size/impl/device/bytes and GB/s (bytes / median time) in `benchmark.extra_info`, and the ratio
+    against the reference when its median time is given. With timing disabled only the labels are stored."""
+    def record(benchmark, *, op, size, impl, nbytes, reference_seconds=None, device=None):
+        device = torch.device(device) if device is not None else bench_device()
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        benchmark.extra_info.update(op=str(op), size=str(size), impl=str(impl), device=name, bytes=int(nbytes))
+        seconds = _median(benchmark)
+        if seconds:
+            benchmark.extra_info["gbps"] = nbytes / seconds / 1e9
+            if reference_seconds:
+                benchmark.extra_info["ratio"] = reference_seconds / seconds
+        return seconds
+
+    return record
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Add what the report prints about the machine: torch/triton versions, the GPU if any, CPU threads."""
+    machine_info["torch"] = torch.__version__
+    machine_info["torch_threads"] = torch.get_num_threads()
+    try:
+        import triton
+
+        machine_info["triton"] = triton.__version__
+    except ImportError:
+        machine_info["triton"] = None
+    machine_info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    machine_info["full_size"] = FULL
+    machine_info.setdefault("node", platform.node())
+
+
+def pytest_collect_file(file_path, parent):
+    """Collect `bench_<family>.py` files (pytest's default only collects test_*.py), unless the ini's
+    python_files already does (then pytest's own collector has them and a second one would duplicate them)."""
+    if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
+        return None
+    if any(fnmatch.fnmatch(file_path.name, pattern) for pattern in parent.config.getini("python_files")):
+        return None
+    return pytest.Module.from_parent(parent, path=file_path)
