@@ -91,6 +91,13 @@ def _check_model(model):
     return parameter.device, parameter.dtype
 
 
+def _canonical(device):
+    """cuda -> cuda:<current>, so that the model's cuda:0 and a requested "cuda" compare equal."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _show_progress(progress, count):
     if progress is None:
         return count >= PROGRESS_MIN_TILES and sys.stderr.isatty()
@@ -130,12 +137,12 @@ def denoise(model, image, *, tile=256, overlap=64, batch_size=8, blend="cosine",
     in_channels = getattr(model, "in_channels", channels)
     if in_channels != channels:
         raise ValueError(f"image: has {channels} channels, the model takes {in_channels}")
-    device = model_device if device is None else torch.device(device)
+    device = _canonical(model_device if device is None else torch.device(device))
     destination = _destination(image, out)
     dest_view, _ = _as_nchw(destination, "out")
 
     run_model = model
-    if model_device != device or precision == "bf16":
+    if _canonical(model_device) != device or precision == "bf16":
         run_model = copy.deepcopy(model).to(device)
         if precision == "bf16":
             run_model = run_model.to(memory_format=torch.channels_last)
@@ -143,6 +150,11 @@ def denoise(model, image, *, tile=256, overlap=64, batch_size=8, blend="cosine",
     _, blend_op = _backend.choose("tile_blend", device, backend)
     row_origins = torch.tensor(plan.row_origins, dtype=torch.int64, device=device)
     col_origins = torch.tensor(plan.col_origins, dtype=torch.int64, device=device)
+    # every tile's (image, row tile, column tile) in processing order, uploaded once: a per-batch upload from
+    # pageable memory would wait for the device to drain and stall the pipeline
+    per_row = n_images * len(plan.col_origins)
+    all_tiles = torch.tensor([(n, r, c) for r in range(len(plan.row_origins)) for n in range(n_images)
+                              for c in range(len(plan.col_origins))], dtype=torch.int64).to(device)
 
     reader = BandReader(view, device)
     writer = RowWriter(dest_view, device)
@@ -165,9 +177,8 @@ def denoise(model, image, *, tile=256, overlap=64, batch_size=8, blend="cosine",
                 band = _move_band(band, band_top, first, last, n_images, channels, width, device)
                 band_top = first
                 source, source_top = reader.take(source_rows(plan, r))
-                tiles_of_row = [(n, r, c) for n in range(n_images) for c in range(len(plan.col_origins))]
-                for start in range(0, len(tiles_of_row), batch_size):
-                    index = torch.tensor(tiles_of_row[start:start + batch_size], dtype=torch.int64, device=device)
+                for start in range(0, per_row, batch_size):
+                    index = all_tiles[r * per_row + start:r * per_row + min(start + batch_size, per_row)]
                     tiles = gather(source, index, row_origins, col_origins, plan.tile_h, plan.tile_w, height,
                                    source_top, model_dtype)
                     if precision == "bf16":

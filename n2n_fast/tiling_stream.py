@@ -23,6 +23,8 @@ class BandReader:
         self.cuda = self.device.type == "cuda" and not self.local
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.pending = {}
+        if self.local and self.device.type == "cuda":
+            _check_finite(view)  # once, up front: a per-band check would sync the device every tile row
 
     def prefetch(self, rows):
         """Start bringing image rows [lo, hi) to the device (checks them for NaN/Inf on the way)."""
@@ -30,10 +32,13 @@ class BandReader:
             return
         lo, hi = rows
         band = self.view[:, :, lo:hi]
-        _check_finite(band)
         if self.local:
+            if self.device.type != "cuda":
+                _check_finite(band)
             self.pending[rows] = (self.view, 0, None)
-        elif self.cuda and band.device.type == "cpu":
+            return
+        _check_finite(band)
+        if self.cuda and band.device.type == "cpu":
             staging = torch.empty(band.shape, dtype=band.dtype, pin_memory=True)
             staging.copy_(band)
             with torch.cuda.stream(self.stream):
