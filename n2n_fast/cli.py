@@ -94,6 +94,50 @@ def _cmd_demo(args):
     return 0
 
 
+# ---- denoise (tiled inference helper) ------------------------------------------------------------------------
+def _denoise_jobs(source, target):
+    """[(input path, output path)]: one file, or every supported image of a folder into a folder."""
+    from pathlib import Path
+
+    from .io import SUPPORTED
+
+    source, target = Path(source), Path(target)
+    if source.is_dir():
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"output: {source} is a folder, so the output must be a folder; got the file {target}")
+        inputs = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED)
+        if not inputs:
+            raise ValueError(f"input: no images ({', '.join(SUPPORTED)}) in folder {source}")
+        target.mkdir(parents=True, exist_ok=True)
+        return [(p, target / p.name) for p in inputs]
+    if not source.is_file():
+        raise FileNotFoundError(f"input: no such file or folder {source}")
+    return [(source, target / source.name if target.is_dir() else target)]
+
+
+def _cmd_denoise(args):
+    import numpy as np
+
+    from .io import read_image, write_image
+    from .tiling import denoise
+    from .train import load
+
+    import torch
+
+    model = load(args.checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for source, target in _denoise_jobs(args.input, args.output):
+        if source.resolve() == target.resolve():
+            raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
+        pixels, dtype = read_image(str(source))
+        result = denoise(model, pixels, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                         blend=args.blend, precision=args.precision, device=device,
+                         progress=None if not args.quiet else False)
+        write_image(str(target), result, dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
+        print(f"{source} -> {target}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="n2n-fast", description="Fast Noise2Noise training and inference.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +192,19 @@ def build_parser():
     p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_demo)
+
+    p = sub.add_parser("denoise", help="denoise images of any size with a trained checkpoint (tiled, seam-free)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
+    p.add_argument("input", help="image file (PNG, JPEG, TIFF, .npy) or a folder of them")
+    p.add_argument("output", help="output file, or folder (for a folder input)")
+    p.add_argument("--tile", type=int, default=256, help="tile side, a multiple of 32 (default 256)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, < tile / 2 (default 64)")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
+    p.add_argument("--blend", default="cosine", choices=("cosine", "gaussian", "stitch"))
+    p.add_argument("--precision", default="float32", choices=("float32", "bf16"))
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_denoise)
 
     return parser
 
