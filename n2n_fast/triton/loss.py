@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from ..reference import loss as reference
-from .loss_backward import backward, setup_context
+from .loss_backward import EagerLoss, backward, setup_context
 
 KIND_CODE = {"l2": 0, "l1": 1, "l0": 2, "hdr": 3}
 MASK_NONE, MASK_FULL, MASK_ROWS = 0, 1, 2  # no mask; one mask element per element; (B,1,...) mask shared by C rows
@@ -226,4 +226,7 @@ def loss(pred, target, mask=None, *, kind="l2", reduction="mean", gamma=0.0, eps
     reference: the kernel accumulates in float32 and would silently drop the precision the caller asked for."""
     if pred.dtype == torch.float64 or target.dtype == torch.float64:
         return reference.loss(pred, target, mask, kind=kind, reduction=reduction, gamma=gamma, eps=eps)
-    return _loss_op(pred, target, mask, kind, reduction, float(gamma), float(eps), needs_grad(pred, target))[0]
+    args = (pred, target, mask, kind, reduction, float(gamma), float(eps), needs_grad(pred, target))
+    if torch.compiler.is_compiling():
+        return _loss_op(*args)[0]
+    return EagerLoss.apply(pred, target, lambda: launch(*args), True)

@@ -17,7 +17,7 @@ import triton.language as tl
 
 from ..reference import loss as reference
 from . import loss as plain
-from .loss_backward import backward, setup_context
+from .loss_backward import EagerLoss, backward, setup_context
 from .noise_models import noisy_pair_values
 
 MAX_BATCH = 65535  # grid dimension 1 holds the sample; larger batches take the unfused path
@@ -149,7 +149,10 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", r
     if pred.dtype == torch.float64 or pred.shape[0] > MAX_BATCH or pred.dim() != 4:
         return reference.n2n_loss(pred, clean, noise, seed=seed, step=step, index=index, mask=mask, kind=kind,
                                   reduction=reduction, gamma=gamma, eps=eps)
-    signed_seed = seed - 2**64 if seed >= 2**63 else seed
-    out = _n2n_loss_op(pred, clean, mask, noise.code, list(noise.levels()), signed_seed, step, index, kind,
-                       reduction, float(gamma), float(eps), plain.needs_grad(pred))
-    return out[0]
+    if torch.compiler.is_compiling():
+        signed_seed = seed - 2**64 if seed >= 2**63 else seed
+        return _n2n_loss_op(pred, clean, mask, noise.code, list(noise.levels()), signed_seed, step, index, kind,
+                            reduction, float(gamma), float(eps), plain.needs_grad(pred))[0]
+    args = (pred, clean, mask, noise.code, list(noise.levels()), seed, step, index, kind, reduction, float(gamma),
+            float(eps), plain.needs_grad(pred))
+    return EagerLoss.apply(pred, clean, lambda: launch(*args), False)
