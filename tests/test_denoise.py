@@ -16,6 +16,7 @@ from tolerance import assert_close
 
 TILED_VS_WHOLE_MIN_PSNR = 50.0  # dB, issue 6 acceptance (float32 both sides, defaults)
 STITCH_ATOL = 1e-5  # issue 6 acceptance: stitch == whole image mirror-padded by the margin
+BF16_VS_FLOAT32_MIN_PSNR = 40.0  # dB; measured 59.7 on the full astronaut with the trained U-Net
 
 
 class Pointwise(nn.Module):
@@ -129,7 +130,9 @@ def test_ext_equals_reference_and_runs_are_bit_identical(gen):
     assert all(torch.equal(pointwise[0], other) for other in pointwise[1:])
 
 
-TRAIN_STEPS, TRAIN_CROP, TRAIN_BATCH = 300, 32, 4  # on GPU, seeds 0-2 give 54-56 dB tiled vs whole
+# Measured tiled-vs-whole PSNR with this recipe: 58.5 dB (cosine) on the 2-core dev CPU; 54-56 dB for seeds 0-2 on
+# an H100. Less trained networks are more sensitive to tile borders (lr 3e-4: 44-51 dB).
+TRAIN_STEPS, TRAIN_CROP, TRAIN_BATCH = 300, 32, 4
 
 
 def _train_unet():
@@ -168,7 +171,8 @@ def trained_unet(request):
 
     from n2n_fast import unet
 
-    recipe = inspect.getsource(unet) + inspect.getsource(_train_unet) + torch.__version__
+    recipe = (inspect.getsource(unet) + inspect.getsource(_train_unet) + torch.__version__
+              + f"{TRAIN_STEPS} {TRAIN_CROP} {TRAIN_BATCH}")
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     cache = getattr(request.config, "cache", None)
     path = cache.mkdir("n2n_fast_tiling") / f"unet_{key}.pt" if cache is not None else None
@@ -201,7 +205,7 @@ def test_blend_matches_whole_image_inference(trained_unet, astronaut_noisy):
 def test_bf16_mode_runs_close_to_float32(trained_unet, astronaut_noisy):
     crop = np.ascontiguousarray(astronaut_noisy[:256, :300])
     fast = denoise(trained_unet, crop, precision="bf16")
-    assert fast.dtype == np.float32 and _psnr(fast, denoise(trained_unet, crop)) > 30
+    assert fast.dtype == np.float32 and _psnr(fast, denoise(trained_unet, crop)) > BF16_VS_FLOAT32_MIN_PSNR
 
 
 def test_progress_bar(capsys):

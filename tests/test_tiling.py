@@ -167,6 +167,24 @@ def test_ops_pass_opcheck(ext, gen):
                           (torch.zeros(1, 2, 13, 10), tiles, index, rows, cols, 13, 10, 0, plan.overlap, 0))
 
 
+def test_ops_run_under_torch_compile_fullgraph(ext, gen):
+    image = _image(gen, (1, 3, 40, 50), torch.uint8)
+    plan = make_plan(40, 50, 32, 8, 8, "gaussian")
+    index = _all_tiles(plan, 1)
+    rows, cols = torch.tensor(plan.row_origins), torch.tensor(plan.col_origins)
+
+    def gather_model_blend(image, out):
+        tiles = torch.ops.n2n_fast.tile_gather(image, index, rows, cols, plan.tile_h, plan.tile_w, 40, 0,
+                                               torch.float32)
+        torch.ops.n2n_fast.tile_blend(out, tiles * 2, index, rows, cols, 40, 50, 0, plan.overlap, plan.mode)
+        return out
+
+    eager = gather_model_blend(image, torch.zeros(1, 3, 40, 50))
+    compiled = torch.compile(gather_model_blend, fullgraph=True)(image, torch.zeros(1, 3, 40, 50))
+    assert torch.equal(eager, compiled)
+    assert_close(eager, ref.to_unit(image, torch.float32) * 2)
+
+
 def test_cuda_kernels_compile_without_spills(tmp_path):
     """nvcc -Xptxas -v for sm_80 and sm_90: every kernel of csrc/cuda/tiling.cu compiles with 0 spill bytes."""
     nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
