@@ -79,6 +79,8 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         machine_info["triton"] = None
     machine_info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     machine_info["full_size"] = FULL
+    if hasattr(os, "getloadavg"):  # other jobs on the machine distort CPU timings: keep the evidence
+        machine_info["load_average"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
     machine_info.setdefault("node", platform.node())
 
 

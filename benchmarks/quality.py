@@ -10,14 +10,16 @@ same budget, seed and data, and reports (markdown table + PNG figure + JSON in -
   - random-valued impulse p=0.7: N2N with L2 vs L1 vs annealed L0 (the paper, full scale: 13.0, 16.4, 28.4 dB);
   - the scalar study (benchmarks/scalar_study.py): L2 recovers the mean, L1 the median, L0 the mode.
 The default budget is small so the whole run fits in minutes on a 2-core CPU: noise levels fixed at the test
-level (the paper trains blind over a range), 64-pixel crops, a narrower U-Net (features=24; the paper's 48 with
---features 48), a higher learning rate (1e-3) for the short schedule. PSNRs are therefore well below the paper's;
+level (the paper trains blind over a range), 300 steps of batch 8, 64-pixel crops, a narrower U-Net (features=24;
+the paper's 48 with --features 48), a higher learning rate (1e-3) for the short schedule, one CPU thread. PSNRs are therefore well below the paper's;
 the claims are about differences: N2N within 0.5 dB of N2C, L0 ahead of L1 and L2 on impulse noise.
 The exit status is 0 when every claim holds, 1 otherwise.
 """
 import argparse
 import json
 import math
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ import scalar_study  # noqa: E402
 TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "hubble_deep_field")
 HELD_OUT = ("chelsea", "rocket")
 EVAL_SEED = 7  # the held-out images' noise: fixed, so every method sees the same noisy inputs
-DEFAULTS = {"steps": 400, "batch_size": 8, "crop": 64, "features": 24, "lr": 1e-3, "seed": 0}
+DEFAULTS = {"steps": 300, "batch_size": 8, "crop": 64, "features": 24, "lr": 1e-3, "seed": 0}
 PAPER_IMPULSE = {"L2": 13.0, "L1": 16.4, "L0": 28.4}  # dB, Lehtinen et al. 2018, random-valued impulse p=0.7
 
 
@@ -89,6 +91,19 @@ def bm3d_psnrs(pairs, sigma):
     return [psnr(bm3d.bm3d_rgb(noisy, sigma), clean) for clean, noisy in pairs]
 
 
+def machine():
+    """Where the numbers came from: the GPU if training ran on one, else the CPU model, its cores, torch threads."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"CPU {cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
+
+
 def run(budget, out_dir, *, keys=None, eval_size=None, progress=True, log=print):
     """Train and evaluate every study (or those in `keys`); returns the results dict (also written as JSON).
 
@@ -102,7 +117,7 @@ def run(budget, out_dir, *, keys=None, eval_size=None, progress=True, log=print)
         held_out = [h[(h.shape[0] - eval_size) // 2:][:eval_size, (h.shape[1] - eval_size) // 2:][:, :eval_size]
                     for h in held_out]
     results = {"budget": dict(budget), "train_photos": list(TRAIN_PHOTOS), "held_out": list(HELD_OUT),
-               "studies": {}, "torch_threads": torch.get_num_threads()}
+               "studies": {}, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for key, title, noise, methods in studies():
         if keys is not None and key not in keys:
             continue
@@ -164,7 +179,8 @@ def markdown(results, checks, scalar_rows=None):
     b = results["budget"]
     lines = [f"Budget per run: {b['steps']} steps, batch {b['batch_size']}, {b['crop']}² crops, U-Net features="
              f"{b['features']}, lr {b['lr']}, seed {b['seed']}; trained on {', '.join(results['train_photos'])}; "
-             f"PSNR (dB, clipped to [0, 1]) on held-out {', '.join(results['held_out'])} and their mean.", "",
+             f"PSNR (dB, clipped to [0, 1]) on held-out {', '.join(results['held_out'])} and their mean. "
+             f"{results['machine']}, {results['date']}.", "",
              "| noise | method | " + " | ".join(results["held_out"]) + " | mean | train time |",
              "| --- | --- | " + " | ".join("---:" for _ in results["held_out"]) + " | ---: | ---: |"]
     for entry in results["studies"].values():
@@ -224,11 +240,19 @@ def main(argv=None):
     parser.add_argument("--features", type=int, default=DEFAULTS["features"], help="U-Net width (paper: 48)")
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1; 0 keeps torch's choice). On a small CPU shared with "
+                             "other jobs one thread per process avoids OpenMP stalls: measured here, 2 threads were "
+                             "3x slower than 1 while two other jobs ran")
     parser.add_argument("--only", nargs="+", choices=[s[0] for s in studies()], help="run only these studies")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "out" / "quality"),
                         help="output folder (default: out/quality in the repository, which git ignores)")
     args = parser.parse_args(argv)
     budget = {k: getattr(args, k) for k in DEFAULTS}
+    if args.threads < 0:
+        parser.error(f"--threads: expected >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     scalar_rows = scalar_study.study()
     results = run(budget, args.out, keys=args.only)

@@ -26,8 +26,8 @@ IMPL_KEYS = ("impl", "backend", "implementation", "path", "variant", "mode")
 LABELS = {"op", "size", "impl", "device", "bytes", "gbps", "ratio"}  # extra_info keys with their own column
 NOTE_NAMES = {"images_per_s": "images/s", "outside_model": "share outside model", "peak_mib": "peak MiB",
               "psnr_vs_float32": "PSNR vs fp32 (dB)", "design_bytes": "bytes moved by design", "seconds": "wall s"}
-IMPL_ORDER = ("reference", "cpp", "ext", "extension", "triton", "cuda", "fast", "fused", "eager", "compile",
-              "compiled", "torch.compile")
+IMPL_ORDER = ("reference", "cpp", "ext", "extension", "extension-bf16", "triton", "cuda", "fast", "fused",
+              "unfused", "defaults", "eager", "compile", "compiled", "torch.compile", "whole")
 
 
 @dataclass
@@ -117,6 +117,8 @@ def machine_line(data):
              f"GPU {m.get('gpu') or 'none'}", f"torch {m.get('torch', '?')}", f"triton {m.get('triton') or '-'}",
              f"python {m.get('python_version', '?')}", f"run {data.get('datetime', '?')}",
              "full sizes" if m.get("full_size") else "small (CI) sizes"]
+    if m.get("load_average"):
+        parts.append(f"load average at start {m['load_average']}")
     commit = (data.get("commit_info") or {}).get("id") or ""
     if all(c in "0123456789abcdef" for c in commit.lower()) and commit:
         parts.append(f"commit {commit[:10]}" + (" (uncommitted changes)" if data["commit_info"].get("dirty") else ""))
@@ -138,34 +140,35 @@ def markdown(data):
 
 
 def chart(data, path):
-    """Bar chart: speed-up against the reference per op and size, one bar per implementation (log scale)."""
+    """Horizontal bars: speed-up against the reference per op and size, one bar per implementation (log scale)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.patches import Patch
 
     rows = [r for r in rows_from(data) if r.ratio is not None and not _is_reference(r.impl)]
     groups = list(dict.fromkeys((r.op, r.size, r.device) for r in rows))
     impls = list(dict.fromkeys(r.impl for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 2), 4.5))
-    width = 0.8 / max(len(impls), 1)
-    for k, impl in enumerate(impls):
-        xs, ys = [], []
-        for g, key in enumerate(groups):
-            for r in rows:
-                if (r.op, r.size, r.device) == key and r.impl == impl:
-                    xs.append(g + (k - (len(impls) - 1) / 2) * width)
-                    ys.append(r.ratio)
-        ax.bar(xs, ys, width, label=impl)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels([f"{op}\n{size}" + ("" if dev == "cpu" else f"\n{dev}") for op, size, dev in groups],
-                       rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("speed-up vs reference (x)")
-    ax.set_title(machine_line(data)[:110], fontsize=7)
+    fig, ax = plt.subplots(figsize=(9.0, max(2.5, 0.45 * len(groups) + 1.5)))
+    colours = {impl: f"C{k % 10}" for k, impl in enumerate(impls)}
+    for g, key in enumerate(groups):  # bars of one group centred on its label, whichever implementations it has
+        present = [r for r in rows if (r.op, r.size, r.device) == key]
+        height = 0.8 / len(present)
+        for j, r in enumerate(present):
+            ax.barh(g + (j - (len(present) - 1) / 2) * height, r.ratio, height, color=colours[r.impl])
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels([f"{op}  {size}" + ("" if dev == "cpu" else f"  {dev}") for op, size, dev in groups],
+                       fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("speed-up vs reference (x, log scale; > 1 is faster)")
+    ax.set_title("\n".join(textwrap.wrap(machine_line(data), 120)), fontsize=7)
     if impls:
-        ax.legend(fontsize=7)
+        ax.legend(handles=[Patch(color=colours[i], label=i) for i in impls], fontsize=7, loc="best")
     else:
         ax.text(0.5, 0.5, "no benchmark with a reference to compare", ha="center", transform=ax.transAxes)
     fig.tight_layout()
@@ -185,9 +188,11 @@ def render(json_path, out_dir):
     return text
 
 
-def run_suites(json_path, *, full=True, select=None):
+def run_suites(json_path, *, full=True, select=None, threads=None):
     """Run benchmarks/ with pytest-benchmark into json_path; returns pytest's exit code."""
     env = dict(os.environ, N2N_FAST_BENCH_FULL="1" if full else "0")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "pytest", str(HERE), "--benchmark-only", f"--benchmark-json={json_path}",
            "-q", "-p", "no:cacheprovider"]
     if select:
@@ -203,6 +208,8 @@ def main(argv=None):
                         help="output folder (default: out/bench in the repository, which git ignores)")
     parser.add_argument("--small", action="store_true", help="run the small CI sizes instead of the full ones")
     parser.add_argument("-k", dest="select", help="pytest -k expression: run only matching benchmarks")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the suites (CPU timings on a machine "
+                        "shared with other jobs stall in OpenMP barriers: 1 gives steadier numbers there)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     code = 0
@@ -213,7 +220,7 @@ def main(argv=None):
     else:
         out.mkdir(parents=True, exist_ok=True)
         json_path = out / "benchmarks.json"
-        code = run_suites(json_path, full=not args.small, select=args.select)
+        code = run_suites(json_path, full=not args.small, select=args.select, threads=args.threads)
         if not json_path.is_file():
             print(f"report.py: pytest exited with {code} and wrote no JSON", file=sys.stderr)
             return code or 1
