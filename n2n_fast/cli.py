@@ -184,7 +184,7 @@ def build_parser():
     p.add_argument("--sigma", type=float, default=25.0, help="Gaussian noise sigma in 8-bit units (default 25)")
     p.add_argument("--n2c", action="store_true", help="also train the N2C baseline (clean targets) and compare")
     p.add_argument("--features", type=int, default=32, help="U-Net width (48 in the paper; 32 keeps it quick)")
-    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--crop", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)

@@ -39,7 +39,7 @@ def _denoise(model, noisy, device):
         return model(x)[0].permute(1, 2, 0).cpu().numpy()
 
 
-def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, crop=96, batch_size=8, lr=1e-3,
+def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, crop=64, batch_size=8, lr=1e-3,
          seed=0, device=None, precision="auto", progress=True):
     """Train N2N (and N2C when asked) for `steps` steps on Gaussian noise of `sigma` (8-bit units); returns the
     PSNR table as {image: {"noisy": dB, "n2n": dB[, "n2c": dB]}}."""

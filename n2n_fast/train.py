@@ -68,7 +68,7 @@ def _distributed(device):
     """(rank, world size, device, whether we started the process group) under torchrun, else (0, 1, device, False)."""
     started = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        cuda = str(device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         dist.init_process_group("nccl" if cuda else "gloo")
         started = True
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -159,9 +159,10 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
             raise ValueError(f"pairs: expected a tuple of >= 2 aligned sources, got {type(pairs).__name__}")
         realisations = [D.load_images(source, f"pairs[{k}]") for k, source in enumerate(pairs)]
         for k, images in enumerate(realisations[1:], 1):
-            if [i.shape for i in images] != [i.shape for i in realisations[0]]:
-                raise ValueError(f"pairs[{k}]: {len(images)} images of shapes {[i.shape for i in images][:4]}... do "
-                                 f"not match pairs[0]'s {len(realisations[0])} of {[i.shape for i in realisations[0]][:4]}")
+            mine, first = [i.shape for i in images], [i.shape for i in realisations[0]]
+            if mine != first:
+                raise ValueError(f"pairs[{k}]: {len(mine)} images of shapes {mine[:4]}... do not match pairs[0]'s "
+                                 f"{len(first)} of {first[:4]}: realisations must be aligned images of the same scenes")
         images = realisations[0]
     else:
         images = D.load_images(data, "data")
@@ -185,8 +186,13 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
         from .noise import add_noise, noisy_pair
 
         noisy_pair(probe, noise, seed=seed)
+    from . import _backend
     from . import loss as L
+
     loss_fn = getattr(L, f"{loss}_loss")
+    # the fused N2N objective saves memory traffic only as a kernel; its reference twin regenerates the target
+    # with the slow reference noise, so without a fast backend one noisy_pair pass feeds an ordinary loss
+    fused = _backend.choose("n2n_loss", device)[0] != "reference"
     if val is not None:
         for i in range(len(clean_store)):
             clean = clean_store.full(i)
@@ -252,12 +258,18 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
                              * L.l2_loss(pred, g2 + (f1 - f2)))
             else:
                 clean = stores[0].crops(picks, crop)
-                noisy = add_noise(clean, noise, seed=seed, step=step, index=index, check_finite=False)
+                if targets == "noisy" and not fused:  # one pass writes both copies (and the target's mask)
+                    noisy, target, *mask = noisy_pair(clean, noise, seed=seed, step=step, index=index,
+                                                      check_finite=False)
+                else:
+                    noisy = add_noise(clean, noise, seed=seed, step=step, index=index, check_finite=False)
                 pred = model(noisy.contiguous(memory_format=memory_format))
                 if targets == "clean":
                     objective = loss_fn(pred, clean, **extra)
-                else:  # the fused objective regenerates the second noisy copy (and its mask) inside the loss
+                elif fused:  # the fused kernel regenerates the second noisy copy (and its mask) inside the loss
                     objective = L.n2n_loss(pred, clean, noise, seed=seed, step=step, index=index, kind=loss, **extra)
+                else:
+                    objective = loss_fn(pred, target, mask=mask[0] if mask else None, **extra)
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()

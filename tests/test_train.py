@@ -258,3 +258,14 @@ def test_cli_noise_and_train(tmp_path, small, capsys):
     assert main(["train", "--data", str(tmp_path), "--noise", "gaussian:0-50", "--steps", "2", "--out", str(out),
                  "--crop", "64"]) == 2
     assert "smaller than the crop" in capsys.readouterr().err
+
+
+def test_demo_writes_figure_and_table(tmp_path):
+    from n2n_fast.demo import HELD_OUT, demo
+
+    table = demo(tmp_path, steps=2, features=8, crop=32, batch_size=2, n2c=True, progress=False)
+    assert sorted(table) == sorted(HELD_OUT) and all(set(row) == {"noisy", "n2n", "n2c"} for row in table.values())
+    assert all(15 < row["noisy"] < 25 for row in table.values())  # sigma 25/255 on photographs: about 20 dB
+    figure = n2n_fast.read_image(tmp_path / "demo.png")[0]
+    assert figure.shape[1] == 4 * 600 and figure.shape[2] == 3  # noisy | N2N | N2C | clean, widest is coffee
+    assert "| mean |" in (tmp_path / "psnr.md").read_text() and (tmp_path / "psnr.csv").exists()

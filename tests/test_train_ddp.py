@@ -30,8 +30,8 @@ def test_two_ranks_match_one_process(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, str(script), json.dumps({"batch_size": 4, "out_dir": str(tmp_path / "one")})],
-                            env=env, capture_output=True, text=True, timeout=300)
+    one = json.dumps({"batch_size": 4, "out_dir": str(tmp_path / "one")})
+    single = subprocess.run([sys.executable, str(script), one], env=env, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           str(script), json.dumps({"batch_size": 2, "out_dir": str(tmp_path / "two")})],
