@@ -38,7 +38,7 @@ def _as_image(array, where):
     if array.ndim != 3 or min(array.shape) == 0:
         raise ValueError(f"{where}: an image must be (H, W) or (H, W, C), got shape {array.shape}")
     if array.dtype in (np.uint8, np.uint16):
-        return np.ascontiguousarray(array)
+        return array if isinstance(array, np.memmap) else np.ascontiguousarray(array)  # a memmap stays on disk
     if array.dtype.kind != "f":
         raise TypeError(f"{where}: image dtype must be uint8, uint16 or float (values in [0, 1]), got {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
@@ -106,17 +106,22 @@ def _scale(array):
 
 class ImageStore:
     """Images as compact (C, H, W) tensors on `device` when they fit (else pinned host memory), cut into float
-    crops on the device."""
+    crops on the device. uint8/uint16 numpy memmaps (data larger than RAM) stay on disk: each crop is read from
+    the file (the OS page cache does the rest) and sent to the device."""
 
     def __init__(self, images, device):
         self.device = torch.device(device)
         self.sizes = [image.shape[:2] for image in images]
         self.channels = images[0].shape[2]
         self.scales = [_scale(image) for image in images]
-        nbytes = sum(image.nbytes for image in images)
+        resident = [image for image in images if not isinstance(image, np.memmap)]
+        nbytes = sum(image.nbytes for image in resident)
         on_device = self.device.type == "cpu" or nbytes < 0.5 * torch.cuda.mem_get_info(self.device)[0]
         self.images = []
         for image in images:
+            if isinstance(image, np.memmap):
+                self.images.append(image)  # (H, W, C), read per crop
+                continue
             # uint16 has no arithmetic on every device in torch; int32 keeps it exact (cast back on the device)
             tensor = torch.from_numpy(image.astype(np.int32) if image.dtype == np.uint16 else image)
             tensor = tensor.permute(2, 0, 1).contiguous()
@@ -131,7 +136,13 @@ class ImageStore:
         height, width = (crop, crop) if isinstance(crop, int) else crop
         out = []
         for image, row, col, bits in picks:
-            patch = self.images[image][:, row:row + height, col:col + width]
+            source = self.images[image]
+            if isinstance(source, np.memmap):
+                patch = np.ascontiguousarray(source[row:row + height, col:col + width])
+                patch = torch.from_numpy(patch.astype(np.int32) if patch.dtype == np.uint16 else patch)
+                patch = patch.permute(2, 0, 1)
+            else:
+                patch = source[:, row:row + height, col:col + width]
             patch = patch.to(self.device, non_blocking=True).float()
             if self.scales[image] != 1.0:
                 patch = patch * (1.0 / self.scales[image])

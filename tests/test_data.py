@@ -129,3 +129,20 @@ def test_neighbor_subsampler(gen):
     tail = D.neighbor_choice((1, 2, 10, 14), seed=9, step=4, index=7, device="cpu")
     assert torch.equal(tail[0], choice[2])  # the third sample alone draws what it drew inside the batch
     assert not torch.equal(D.neighbor_choice(images.shape, seed=9, step=5, index=5, device="cpu"), choice)
+
+
+def test_memmap_stays_on_disk(tmp_path):
+    """A memmap (data larger than RAM) is not copied into the store; its crops equal the in-memory store's."""
+    images = _images(np.random.default_rng(4))[:2]  # uint8 and uint16
+    maps = []
+    for i, image in enumerate(images):
+        stored = np.lib.format.open_memmap(tmp_path / f"{i}.npy", mode="w+", dtype=image.dtype, shape=image.shape)
+        stored[:] = image
+        maps.append(np.load(tmp_path / f"{i}.npy", mmap_mode="r"))
+    loaded = D.load_images(maps, "data")
+    assert all(isinstance(image, np.memmap) for image in loaded)
+    on_disk, in_memory = D.ImageStore(loaded, "cpu"), D.ImageStore(images, "cpu")
+    assert isinstance(on_disk.images[0], np.memmap)
+    picks = D.draw_crops(seed=2, step=1, index=0, count=16, sizes=on_disk.sizes, crop=17)
+    assert torch.equal(on_disk.crops(picks, 17), in_memory.crops(picks, 17))
+    assert torch.equal(on_disk.full(1), in_memory.full(1))
