@@ -113,7 +113,8 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     noise: an n2n_fast.noise model (Gaussian, Poisson, ...); needed with `data` unless targets="neighbor" on data
       that is already noisy. loss: "l2" | "l1" | "l0" (gamma annealed 2 -> 0) | "hdr".
     steps, batch_size (per rank), crop (square, pixels), lr (Adam, cos² ramp-down over the last `rampdown`), seed.
-    precision: "auto" (bf16 autocast where native) | "float32" | "bfloat16"; compile: torch.compile the network.
+    precision: "auto" (bf16 autocast where native) | "float32" | "bfloat16"; compile: torch.compile the network;
+      channels_last: None (auto: with bf16 or on CUDA) or a bool.
     features: U-Net width (48 in the paper). neighbor_weight: the Neighbor2Neighbor regulariser's final weight.
     log_every / val_every / checkpoint_every: steps between history rows / validations / checkpoints (plus at the
       end); resume=True continues from out_dir/last.pt when it exists. plot: write history.png at the end."""
@@ -140,6 +141,8 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     for name, value in (("resume", resume), ("compile", compile), ("progress", progress), ("plot", plot)):
         if not isinstance(value, bool):
             raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+    if channels_last is not None and not isinstance(channels_last, bool):
+        raise TypeError(f"channels_last: expected None (auto) or a bool, got {channels_last!r}")
     if pairs is not None and targets != "noisy":
         raise ValueError(f"targets: pairs train noisy -> noisy; targets={targets!r} needs data=")
     if data is not None and noise is None and targets != "neighbor":
