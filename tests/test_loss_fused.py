@@ -64,6 +64,7 @@ def test_fused_uint8_clean_channels_last_and_3d(gen):
     for noise in (Gaussian(0.1), Bernoulli(0.5)):
         got = _outputs(pred, clean, noise, "l2", {}, "mean", "triton")
         want = _outputs(pred.double(), clean, noise, "l2", {}, "mean", "reference")
+        assert got[1].is_contiguous(memory_format=torch.channels_last)  # read and written in place, no copy
         for a, b in zip(got, want):
             assert_close_to_truth(a, b, a.dtype)
         got3 = _outputs(pred[0], clean[0], noise, "l1", {}, "none", "triton")  # (C, H, W): unfused path
@@ -84,6 +85,8 @@ def test_fused_op_passes_opcheck(gen):
     torch.library.opcheck(_n2n_loss_op, (pred.requires_grad_(), clean, None) + common + ("l1", "mean", 0.0, 0.0, True))
     torch.library.opcheck(_n2n_loss_op, (pred.detach().bfloat16(), clean, mask) + common
                           + ("l0", "none", 0.5, 1e-3, False))
+    nhwc = pred.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    torch.library.opcheck(_n2n_loss_op, (nhwc, clean, None) + common + ("hdr", "sum", 0.0, 0.01, True))
 
 
 def test_fused_kernels_compile_clean():
@@ -95,9 +98,9 @@ def test_fused_kernels_compile_clean():
 
     pointers = {"pred_ptr": "*fp32", "clean_ptr": "*fp32", "mask_ptr": "*u8", "grad_ptr": "*fp32",
                 "values_ptr": "*fp32", "partial_ptr": "*fp32", "count_ptr": "*i32"}
-    scalars = {"cols": "i64", "pixels": "i64", "in_scale": "fp32", "seed": "u64", "step": "i64", "index": "i64",
-               "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32", "gamma": "fp32", "eps": "fp32",
-               "need_grad": "i1", "has_mask": "i1", "reduce": "i1", "masked": "i1"}
+    scalars = {"cols": "i64", "pixels": "i64", "channels": "i64", "in_scale": "fp32", "seed": "u64", "step": "i64",
+               "index": "i64", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32", "gamma": "fp32", "eps": "fp32",
+               "need_grad": "i1", "has_mask": "i1", "reduce": "i1", "masked": "i1", "pred_nhwc": "i1"}
     for arch in ARCHES:
         for kind in range(4):
             for model in (noise.code for noise in MODELS):

@@ -7,8 +7,10 @@ straight into `loss.elementwise_loss`. Bytes per element, fp32, "mean": read pre
 the gradient 4, instead of noisy_pair's 4 + 8 plus the loss's 8 + 4 (the unused copy 0 is also never written).
 A Bernoulli target's kept-pixel decision comes out of the same helper and masks the loss in registers.
 
-Tensors are taken in contiguous NCHW: the Philox counter is the element's logical position c*H*W + h*W + w inside
-its sample, which a channels_last walk would have to recompute with divisions; other layouts are copied first.
+The kernel walks each sample in logical NCHW order (the Philox counter is the position c*H*W + h*W + w), so clean,
+the mask and the "none" values are NCHW (other layouts are copied first). A channels_last pred (the training
+default) is read, and its gradient written, in place with one integer division per element: cheaper than
+copying pred (8 bytes/element) and handing the convolution an NCHW gradient to convert back.
 The reduction, the saved gradient and the backward are those of triton/loss.py.
 """
 import torch
@@ -33,6 +35,14 @@ def block_size(model):
 
 
 @triton.jit
+def channel_of(pos, pixels):
+    """pos // pixels in 32 bits (a sample has < 2**32 elements, noise.py): a 64-bit division is a called
+    subroutine that spills on sm_90; pixels may arrive as a constexpr 1."""
+    divisor = (tl.zeros([], dtype=tl.int64) + pixels).to(tl.uint32)
+    return (pos.to(tl.uint32) // divisor).to(tl.int64)
+
+
+@triton.jit
 def _n2n_loss_kernel(
     pred_ptr,  # (B, C*H*W) contiguous, any float dtype
     clean_ptr,  # (B, C*H*W) contiguous, float or uint8/uint16 (scaled by in_scale)
@@ -43,6 +53,7 @@ def _n2n_loss_kernel(
     count_ptr,  # out, int32 [programs]: per-program kept counts (reduce and masked only)
     cols,  # C*H*W: elements per sample
     pixels,  # H*W: Bernoulli / impulse decide per pixel
+    channels,  # C (pred_nhwc only)
     in_scale,  # float32 factor taking clean to [0, 1] (1/255 for uint8, 1/65535 for uint16, 1 for floats)
     seed,  # Philox key
     step,  # training step
@@ -54,6 +65,7 @@ def _n2n_loss_kernel(
     has_mask,  # read mask_ptr
     reduce,  # partial sums (True) or per-element values (False)
     masked,  # count kept elements (a mask or Bernoulli noise)
+    pred_nhwc,  # pred and grad are channels_last: element (c, hw) of a sample sits at hw * C + c
     KIND: tl.constexpr,  # loss kind code, triton/loss.py KIND_CODE
     MODEL: tl.constexpr,  # noise model code, n2n_fast.noise
     BLOCK: tl.constexpr,
@@ -65,7 +77,13 @@ def _n2n_loss_kernel(
     inside = pos < cols
     offsets = row.to(tl.int64) * cols + pos
     x = tl.load(clean_ptr + offsets, mask=inside, other=0).to(tl.float32) * in_scale
-    p = tl.load(pred_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+    # loads and stores sit inside each branch: a pointer merged from two branches would lose 128-bit accesses
+    if pred_nhwc:
+        channel = channel_of(pos, pixels)
+        nhwc = row.to(tl.int64) * cols + (pos - channel * pixels) * channels + channel
+        p = tl.load(pred_ptr + nhwc, mask=inside, other=0.0).to(tl.float32)
+    else:
+        p = tl.load(pred_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
     sample = index + row.to(tl.int64)  # one sample per program: the level draw happens once per program
     _copy0, target, keep = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low,
                                              b_high)
@@ -75,7 +93,13 @@ def _n2n_loss_kernel(
         keep = keep & (tl.load(mask_ptr + offsets, mask=inside, other=0) != 0)
     value = tl.where(keep, value, 0.0)
     if need_grad:
-        tl.store(grad_ptr + offsets, tl.where(keep, grad, 0.0).to(grad_ptr.dtype.element_ty), mask=inside)
+        grad = tl.where(keep, grad, 0.0).to(grad_ptr.dtype.element_ty)
+        if pred_nhwc:
+            channel = channel_of(pos, pixels)
+            nhwc = row.to(tl.int64) * cols + (pos - channel * pixels) * channels + channel
+            tl.store(grad_ptr + nhwc, grad, mask=inside)
+        else:
+            tl.store(grad_ptr + offsets, grad, mask=inside)
     if reduce:
         program = row * tl.num_programs(0) + col_block
         tl.store(partial_ptr + program, tl.sum(value, axis=0))
@@ -85,16 +109,22 @@ def _n2n_loss_kernel(
         tl.store(values_ptr + offsets, value, mask=inside)
 
 
+def is_channels_last(pred):
+    """pred is channels_last (and not also NCHW-contiguous): read it, and write its gradient, in place."""
+    return not pred.is_contiguous() and pred.is_contiguous(memory_format=torch.channels_last)
+
+
 def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad):
     """Run the fused kernel on 4-D tensors: (loss, grad or empty, scale) like triton/loss.py's launch."""
     from ..noise import BERNOULLI, INPUT_SCALE
 
-    pred_c, clean_c = pred.contiguous(), clean.contiguous()
+    nhwc = is_channels_last(pred)
+    pred_c, clean_c = (pred if nhwc else pred.contiguous()), clean.contiguous()
     batch, cols = pred.shape[0], pred[0].numel()
     has_mask = mask is not None
     mask_c = mask.expand(pred.shape).contiguous().view(torch.uint8) if has_mask else pred_c
     masked = has_mask or model == BERNOULLI
-    grad = plain.output(pred.new_empty(pred.shape)) if need_grad else pred.new_empty((0,))
+    grad = plain.output(torch.empty_like(pred_c)) if need_grad else pred.new_empty((0,))
     block = block_size(model)
     grid = (triton.cdiv(cols, block), batch)
     programs = grid[0] * grid[1]
@@ -107,8 +137,8 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     _n2n_loss_kernel[grid](
         pred_c, clean_c, mask_c, grad if need_grad else dummy, values if not reduce_ else dummy,
         partials if reduce_ else dummy, counts if counts.numel() else dummy,
-        cols, pred.shape[2] * pred.shape[3], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1), step, index,
-        *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked,
+        cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
+        step, index, *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked, nhwc,
         KIND=plain.KIND_CODE[kind], MODEL=model, BLOCK=block, num_warps=NUM_WARPS)
     scale = torch.ones((), dtype=torch.float32, device=device)
     if not reduce_:
@@ -129,7 +159,8 @@ def _n2n_loss_op(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor | N
 
 @_n2n_loss_op.register_fake
 def _n2n_loss_fake(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad):
-    grad = pred.new_empty(pred.shape) if need_grad else pred.new_empty((0,))
+    grad = (torch.empty_like(pred) if is_channels_last(pred) else pred.new_empty(pred.shape)) if need_grad else \
+        pred.new_empty((0,))
     values = pred.new_empty(pred.shape if reduction == "none" else (), dtype=torch.float32)
     return values, grad, pred.new_empty((), dtype=torch.float32)
 
