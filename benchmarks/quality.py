@@ -11,8 +11,9 @@ same budget, seed and data, and reports (markdown table + PNG figure + JSON in -
   - the scalar study (benchmarks/scalar_study.py): L2 recovers the mean, L1 the median, L0 the mode.
 The default budget is small so the whole run fits in minutes on a 2-core CPU: noise levels fixed at the test
 level (the paper trains blind over a range), 300 steps of batch 8, 64-pixel crops, a narrower U-Net (features=24;
-the paper's 48 with --features 48), a higher learning rate (1e-3) for the short schedule, one CPU thread. PSNRs are therefore well below the paper's;
-the claims are about differences: N2N within 0.5 dB of N2C, L0 ahead of L1 and L2 on impulse noise.
+the paper's 48 with --features 48), a higher learning rate (1e-3) for the short schedule, one CPU thread. PSNRs
+are therefore well below the paper's; the claims are about differences: N2N within 0.5 dB of N2C, L0 ahead of L1
+and L2 on impulse noise.
 The exit status is 0 when every claim holds, 1 otherwise.
 """
 import argparse
@@ -194,7 +195,8 @@ def markdown(results, checks, scalar_rows=None):
     if "gaussian" in results["studies"] and results["studies"]["gaussian"].get("BM3D") is None:
         lines.append("\nBM3D: not shown (the optional `bm3d` package is not installed).")
     if "impulse" in results["studies"]:
-        lines.append("\nPaper (full scale, impulse p=0.7): " + ", ".join(f"{k} {v} dB" for k, v in PAPER_IMPULSE.items()))
+        paper = ", ".join(f"{k} {v} dB" for k, v in PAPER_IMPULSE.items())
+        lines.append(f"\nPaper (full scale, impulse p=0.7): {paper}")
     lines += ["", "| claim | measured | holds |", "| --- | --- | --- |"]
     lines += [f"| {c} | {m} | {'yes' if ok else '**no**'} |" for c, m, ok in checks]
     if scalar_rows is not None:

@@ -66,7 +66,7 @@ def study(count=40_000, steps=1500, seed=0):
     rng = np.random.default_rng(seed)
     rows = []
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 40,000-element steps: a second thread only adds synchronisation (and stalls on a busy CPU)
+    torch.set_num_threads(1)  # 40,000-element steps: a second thread only adds synchronisation (stalls on a busy CPU)
     try:
         for kind, label in KINDS.items():
             rows.append(_row(kind, label, measurements(kind, count, rng), steps))
