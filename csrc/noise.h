@@ -4,8 +4,17 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "philox.h"
+
+// Hot per-element helpers are forced inline on the host: GCC otherwise keeps log/sincos as calls inside the CPU
+// kernel's loops, which then do not vectorise.
+#if defined(__CUDACC__) || !defined(__GNUC__)
+#define N2N_HOT N2N_HD
+#else
+#define N2N_HOT inline __attribute__((always_inline))
+#endif
 
 namespace n2n_fast {
 namespace noise {
@@ -28,18 +37,75 @@ struct Pair {
   float y0, y1;
 };
 
-N2N_HD Philox4 draw(uint64_t seed, uint32_t pos, uint64_t sample, uint32_t step, uint32_t purpose) {
+N2N_HOT Philox4 draw(uint64_t seed, uint32_t pos, uint64_t sample, uint32_t step, uint32_t purpose) {
   return philox4x32_10(seed, pos, static_cast<uint32_t>(sample), step,
                        purpose | static_cast<uint32_t>((sample >> 32) << 8));
 }
 
-N2N_HD float uniform(uint32_t word) { return static_cast<float>(word >> 8) * kU24; }  // exact
+N2N_HOT float uniform(uint32_t word) { return static_cast<float>(word >> 8) * kU24; }  // exact
 
-N2N_HD Pair box_muller(uint32_t w0, uint32_t w1) {
-  const float r = sqrtf(-2.0f * logf(1.0f - uniform(w0)));
-  const float theta = uniform(w1) * kTwoPi;
-  return {r * cosf(theta), r * sinf(theta)};
+N2N_HOT float as_float(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
 }
+N2N_HOT uint32_t as_bits(float f) {
+  uint32_t bits;
+  memcpy(&bits, &f, sizeof bits);
+  return bits;
+}
+
+// log of a positive normal float in branch-free arithmetic (so loops of it vectorise on the CPU), within about
+// one ulp: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(1 + f) by Cephes' minimax polynomial (Moshier), e log 2 in
+// two parts. The reference and the Triton helpers evaluate the same operations with the same float32 constants
+// (written with 9 significant digits, which name one float32 exactly), so Box-Muller agrees bit for bit on the
+// CPU (on a GPU up to the rounding of contracted multiply-adds).
+N2N_HOT float log_positive(float x) {
+  const uint32_t bits = as_bits(x);
+  const float m = as_float((bits & 0x007fffffu) | 0x3f000000u);  // [0.5, 1)
+  const bool low = m < 0.707106769f;
+  const int e = static_cast<int>(bits >> 23) - 126 - static_cast<int>(low);
+  const float f = (m + (low ? m : 0.0f)) - 1.0f;  // a select of values, not of sums: GCC vectorises it
+  const float z = f * f;
+  float p = 0.0703768358f;
+  p = p * f - 0.115146101f;
+  p = p * f + 0.116769984f;
+  p = p * f - 0.12420141f;
+  p = p * f + 0.142493233f;
+  p = p * f - 0.166680574f;
+  p = p * f + 0.200007141f;
+  p = p * f - 0.24999994f;
+  p = p * f + 0.333333313f;
+  const float fe = static_cast<float>(e);
+  float y = p * f * z + fe * -0.000212194442f;
+  y = y - 0.5f * z;
+  return (f + y) + fe * 0.693359375f;
+}
+
+// (sin t, cos t) for 0 <= t < 8, branch-free, within about one ulp: t - j pi/4 reduced with pi/4 split in three
+// parts (exact products for small j), Cephes' minimax polynomials on [-pi/4, pi/4], quadrant by selects.
+N2N_HOT Pair sincos_small(float t) {
+  int j = static_cast<int>(t * 1.27323949f);  // 4 / pi
+  j = j + (j & 1);
+  const float jf = static_cast<float>(j);
+  const float x = ((t - jf * 0.78515625f) - jf * 0.000241875648f) - jf * 3.77489506e-08f;
+  const float z = x * x;
+  const float s = ((-0.000195152956f * z + 0.00833216123f) * z - 0.166666552f) * z * x + x;
+  const float c = ((2.44331568e-05f * z - 0.00138873165f) * z + 0.0416666456f) * z * z -
+                  0.5f * z + 1.0f;
+  const int q = (j >> 1) & 3;
+  const float sin_t = (q & 1) ? c : s;
+  const float cos_t = (q & 1) ? s : c;
+  return {(q & 2) ? -sin_t : sin_t, ((q + 1) & 2) ? -cos_t : cos_t};
+}
+
+N2N_HOT Pair box_muller_uniform(float u0, float u1) {
+  const float r = sqrtf(-2.0f * log_positive(1.0f - u0));
+  const Pair sc = sincos_small(u1 * kTwoPi);
+  return {r * sc.y1, r * sc.y0};
+}
+
+N2N_HD Pair box_muller(uint32_t w0, uint32_t w1) { return box_muller_uniform(uniform(w0), uniform(w1)); }
 
 N2N_HD Levels levels(uint64_t seed, uint32_t step, uint64_t sample, const Params& p) {
   const Philox4 w = draw(seed, 0u, sample, step, kPurposeLevel);
@@ -110,11 +176,11 @@ N2N_HD float poisson(float lam, uint32_t wu, uint32_t wv, int copy, uint64_t see
   }
 }
 
-// Both copies for clean value x at position pos of sample `sample`. pixel_words: the MAIN draw at the element's
-// pixel (Bernoulli / Impulse decisions in words 2, 3), computed once per pixel by the caller. *keep1: the target's
-// Bernoulli keep decision.
+// Both copies for clean value x at position pos of sample `sample`. (pu0, pu1): uniforms of words 2, 3 of the MAIN
+// draw at the element's pixel (Bernoulli / Impulse decisions), computed once per pixel by the caller. *keep1: the
+// target's Bernoulli keep decision.
 N2N_HD Pair noisy_pair_value(int64_t model, float x, uint32_t pos, uint64_t sample, uint64_t seed, uint32_t step,
-                             const Levels& lv, const Philox4& pixel_words, bool* keep1) {
+                             const Levels& lv, float pu0, float pu1, bool* keep1) {
   *keep1 = true;
   if (model == kGaussian || model == kPoissonGaussian) {
     const Philox4 w = draw(seed, pos, sample, step, kPurposeMain);
@@ -133,13 +199,12 @@ N2N_HD Pair noisy_pair_value(int64_t model, float x, uint32_t pos, uint64_t samp
     const float k1 = poisson(lv.a1 * xp, first.v[2], first.v[3], 1, seed, pos, sample, step);
     return {k0 / lv.a0, k1 / lv.a1};
   }
-  const float u0 = uniform(pixel_words.v[2]), u1 = uniform(pixel_words.v[3]);
   if (model == kBernoulli) {
-    *keep1 = u1 >= lv.a1;
-    return {u0 >= lv.a0 ? x : 0.0f, *keep1 ? x : 0.0f};
+    *keep1 = pu1 >= lv.a1;
+    return {pu0 >= lv.a0 ? x : 0.0f, *keep1 ? x : 0.0f};
   }
   const Philox4 colour = draw(seed, pos, sample, step, kPurposeColour);  // kImpulse
-  return {u0 < lv.a0 ? uniform(colour.v[0]) : x, u1 < lv.a1 ? uniform(colour.v[1]) : x};
+  return {pu0 < lv.a0 ? uniform(colour.v[0]) : x, pu1 < lv.a1 ? uniform(colour.v[1]) : x};
 }
 
 }  // namespace noise

@@ -20,11 +20,53 @@ def uniform(word):
     return (word >> 8).to(torch.float32) * _U24
 
 
+def sqrt_rn(x):
+    """Correctly rounded float32 square root (as sqrtf, tl.sqrt_rn): torch.sqrt's float32 CPU kernel is not
+    (off by an ulp on AVX-512 builds); the float64 root rounded to float32 is."""
+    return torch.sqrt(x.double()).float()
+
+
+def log_positive(x):
+    """log of positive normal float32 values, in the exact float32 operations of csrc/noise.h (Cephes' minimax
+    polynomial for log(1 + f), f in [sqrt(1/2) - 1, sqrt(2) - 1); within about one ulp of the true log)."""
+    bits = x.view(torch.int32)
+    e = (bits >> 23) - 126
+    m = ((bits & 0x007FFFFF) | 0x3F000000).view(torch.float32)
+    low = m < 0.707106769
+    e = torch.where(low, e - 1, e)
+    f = torch.where(low, m + m - 1.0, m - 1.0)
+    z = f * f
+    p = torch.full_like(f, 0.0703768358)
+    for c in (-0.115146101, 0.116769984, -0.12420141, 0.142493233, -0.166680574, 0.200007141, -0.24999994,
+              0.333333313):
+        p = p * f + c
+    fe = e.to(torch.float32)
+    y = p * f * z + fe * -0.000212194442
+    y = y - 0.5 * z
+    return (f + y) + fe * 0.693359375
+
+
+def sincos_small(t):
+    """(sin t, cos t) for float32 0 <= t < 8 in the exact float32 operations of csrc/noise.h: reduction by
+    multiples of pi/4 (pi/4 split in three parts), Cephes' minimax polynomials, quadrant by selects."""
+    j = (t * 1.27323949).to(torch.int32)
+    j = j + (j & 1)
+    jf = j.to(torch.float32)
+    x = ((t - jf * 0.78515625) - jf * 0.000241875648) - jf * 3.77489506e-08
+    z = x * x
+    s = ((-0.000195152956 * z + 0.00833216123) * z - 0.166666552) * z * x + x
+    c = ((2.44331568e-05 * z - 0.00138873165) * z + 0.0416666456) * z * z - 0.5 * z + 1.0
+    q = (j >> 1) & 3
+    sin_t = torch.where((q & 1) != 0, c, s)
+    cos_t = torch.where((q & 1) != 0, s, c)
+    return torch.where((q & 2) != 0, -sin_t, sin_t), torch.where(((q + 1) & 2) != 0, -cos_t, cos_t)
+
+
 def box_muller(w0, w1):
     """(r cos(2 pi u1), r sin(2 pi u1)) with r = sqrt(-2 log(1 - u0)), float32."""
-    r = torch.sqrt(-2.0 * torch.log(1.0 - uniform(w0)))
-    theta = uniform(w1) * _TWO_PI
-    return r * torch.cos(theta), r * torch.sin(theta)
+    r = sqrt_rn(-2.0 * log_positive(1.0 - uniform(w0)))
+    sin, cos = sincos_small(uniform(w1) * _TWO_PI)
+    return r * cos, r * sin
 
 
 def counters(pos, sample, step, purpose):
@@ -65,7 +107,7 @@ def log_pmf(k, lam):
 
 def ptrs_attempt(lam, u, v):
     """One attempt of Hoermann's PTRS for lam >= 10: (candidate k, accepted) from uniforms u, v."""
-    slam = torch.sqrt(lam)
+    slam = sqrt_rn(lam)
     b = 0.931 + 2.53 * slam
     a = -0.059 + 0.02483 * b
     inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
@@ -106,7 +148,7 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step):
         normal = lam > nz.POISSON_NORMAL
         k = poisson_inversion(torch.where(small, lam, 0.0), uniform(w_u))
         z, _ = box_muller(w_u, w_v)
-        k = torch.where(normal, torch.floor(lam + torch.sqrt(lam) * z + 0.5).clamp(min=0.0), k)
+        k = torch.where(normal, torch.floor(lam + sqrt_rn(lam) * z + 0.5).clamp(min=0.0), k)
         pending = ~small & ~normal
         lam_p = torch.where(pending, lam, nz.POISSON_SMALL)  # keeps the PTRS constants finite off its range
         for attempt in range(nz.POISSON_MAX_ATTEMPTS):

@@ -14,6 +14,7 @@ from .. import noise as nz
 from .noise_models import BERNOULLI, noisy_pair_values
 
 _TL_OUT = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+_alloc = torch.empty  # output allocation; tests swap in a poisoning one so unwritten elements show
 
 
 @triton.jit
@@ -32,21 +33,21 @@ def _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low
 @triton.jit
 def _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
                    MODEL: tl.constexpr, SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr, N: tl.constexpr,
-                   SPLIT_AGAIN: tl.constexpr):
+                   SPLIT_AGAIN: tl.constexpr, LEAN: tl.constexpr):
     """_values on the interleaved halves of N elements (even, odd positions), one after the other, joined back.
     A thread's contiguous elements split evenly, so each half keeps half of them live through the loops."""
     r_e, r_o = tl.split(tl.reshape(raw, (N // 2, 2)))
     p_e, p_o = tl.split(tl.reshape(pos, (N // 2, 2)))
     if SPLIT_AGAIN:
         y0_e, y1_e = _values_halves(r_e, p_e, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False)
+                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False, LEAN)
         y0_o, y1_o = _values_halves(r_o, p_o, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False)
+                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False, LEAN)
     else:
         y0_e, y1_e, _k = _values(r_e, p_e, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                 MODEL, SCALE_INPUT, OUT_DTYPE, True)
+                                 MODEL, SCALE_INPUT, OUT_DTYPE, LEAN)
         y0_o, y1_o, _k = _values(r_o, p_o, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                 MODEL, SCALE_INPUT, OUT_DTYPE, True)
+                                 MODEL, SCALE_INPUT, OUT_DTYPE, LEAN)
     return tl.reshape(tl.join(y0_e, y0_o), (N,)), tl.reshape(tl.join(y1_e, y1_o), (N,))
 
 
@@ -69,6 +70,7 @@ def _noisy_pair_kernel(
     OUT_DTYPE: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNKS: tl.constexpr,  # 1, or sub-blocks processed in turn to bound register use (Poisson models)
+    LEAN: tl.constexpr,  # Poisson rejection loop one copy at a time (noise_models.noisy_pair_values)
 ):
     # One program covers BLOCK positions of one sample: the sample index (and its per-sample levels) is a
     # program-level scalar, and no counter depends on BLOCK or the grid.
@@ -81,13 +83,13 @@ def _noisy_pair_kernel(
     sample = row.to(tl.int64) + index
     if CHUNKS == 1:
         y0, y1, keep1 = _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                MODEL, SCALE_INPUT, OUT_DTYPE, False)
+                                MODEL, SCALE_INPUT, OUT_DTYPE, LEAN)
     else:
         # Poisson with 1- or 2-byte input: a thread loads 16 bytes = 16 or 8 elements, but the rejection loops'
         # state for that many spills; compute them in CHUNKS rounds of 4 elements per thread.
         tl.static_assert(CHUNKS == 2 or CHUNKS == 4, "CHUNKS is 1, 2 or 4")
         y0, y1 = _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                MODEL, SCALE_INPUT, OUT_DTYPE, BLOCK, CHUNKS == 4)
+                                MODEL, SCALE_INPUT, OUT_DTYPE, BLOCK, CHUNKS == 4, LEAN)
         keep1 = pos >= 0  # unused (Bernoulli never chunks)
     tl.store(y0_ptr + offsets, y0, mask=inside)
     tl.store(y1_ptr + offsets, y1, mask=inside)
@@ -97,12 +99,14 @@ def _noisy_pair_kernel(
 
 
 def block_size(dtype, model):
-    """(BLOCK, CHUNKS): each of the 4 warps' threads loads 16 bytes (one 128-bit load) or more; Poisson models
-    compute 4 elements per thread at a time (CHUNKS rounds) so their rejection loops do not spill."""
+    """(BLOCK, CHUNKS, LEAN): each of the 4 warps' threads loads 16 bytes (one 128-bit load) or more. Poisson
+    models compute 4 elements per thread at a time (CHUNKS rounds), and with 1-byte input also run their rejection
+    loops one copy at a time (LEAN): the settings under which ptxas spills nothing on sm_80 and sm_90
+    (tests/test_noise.py compiles each)."""
     if model in (nz.POISSON, nz.POISSON_GAUSSIAN):
         block = 128 * 16 // dtype.itemsize
-        return block, block // 512
-    return (2048 if dtype.itemsize == 1 else 1024), 1
+        return block, block // 512, block // 512 == 4
+    return (2048 if dtype.itemsize == 1 else 1024), 1, False
 
 
 def launch(clean, model, params, seed, step, index, out_dtype):
@@ -110,11 +114,11 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     batch, channels, height, width = clean.shape
     pixels = height * width
     sample_numel = channels * pixels
-    y0 = torch.empty(clean.shape, dtype=out_dtype, device=clean.device)
-    y1 = torch.empty(clean.shape, dtype=out_dtype, device=clean.device)
+    y0 = _alloc(clean.shape, dtype=out_dtype, device=clean.device)
+    y1 = _alloc(clean.shape, dtype=out_dtype, device=clean.device)
     keep_shape = (batch, 1, height, width) if model == nz.BERNOULLI else (0,)
-    keep = torch.empty(keep_shape, dtype=torch.bool, device=clean.device)
-    block, chunks = block_size(clean.dtype, model)
+    keep = _alloc(keep_shape, dtype=torch.bool, device=clean.device)
+    block, chunks, lean = block_size(clean.dtype, model)
     blocks_per_sample = triton.cdiv(sample_numel, block)
     grid = (batch * blocks_per_sample,)
     if grid[0] == 0:
@@ -126,7 +130,7 @@ def launch(clean, model, params, seed, step, index, out_dtype):
         clean, y0, y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step,
         a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
         MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block,
-        CHUNKS=chunks, num_warps=4)
+        CHUNKS=chunks, LEAN=lean, num_warps=4)
     return y0, y1, keep
 
 

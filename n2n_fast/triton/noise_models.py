@@ -15,9 +15,9 @@ Stable entry point for other kernels (keep the signature):
             IMPULSE=4)
     a_low, a_high, b_low, b_high  float32 parameter ranges from `noise.levels()` (scalar models: low == high).
             a = sigma | peak | peak | p | p; b = PoissonGaussian's sigma (else unused)
-    LEAN    optional tl.constexpr (default False): Poisson models redraw attempt 0's words inside the rejection
-            loop instead of keeping them live (fewer registers, one more Philox call): use it when the caller
-            already holds many values per thread and ptxas reports spills.
+    LEAN    optional tl.constexpr (default False): Poisson models run the rejection loop one copy at a time,
+            drawing attempt 0's words again (about half the live registers, more Philox calls): use it when the
+            caller holds many values per thread and ptxas reports spills.
     returns y0 (input copy), y1 (target copy) float32 blocks, keep1: bool block, the target's Bernoulli keep
             decision of the element's pixel (all True for other models).
 
@@ -66,11 +66,52 @@ def uniform(word):
 
 
 @triton.jit
+def log_positive(x):
+    """log of positive normal float32 values: the float32 operations of csrc/noise.h and the reference."""
+    bits = x.to(tl.uint32, bitcast=True)
+    e = (bits >> 23).to(tl.int32) - 126
+    m = ((bits & 0x007FFFFF) | 0x3F000000).to(tl.float32, bitcast=True)
+    low = m < 0.707106769
+    e = tl.where(low, e - 1, e)
+    f = tl.where(low, m + m - 1.0, m - 1.0)
+    z = f * f
+    p = 0.0703768358 * f - 0.115146101
+    p = p * f + 0.116769984
+    p = p * f - 0.12420141
+    p = p * f + 0.142493233
+    p = p * f - 0.166680574
+    p = p * f + 0.200007141
+    p = p * f - 0.24999994
+    p = p * f + 0.333333313
+    fe = e.to(tl.float32)
+    y = p * f * z + fe * -0.000212194442
+    y = y - 0.5 * z
+    return (f + y) + fe * 0.693359375
+
+
+@triton.jit
+def sincos_small(t):
+    """(sin t, cos t) for 0 <= t < 8: the float32 operations of csrc/noise.h (no libdevice slow path for huge
+    arguments, whose local-memory table cost registers and a stack frame)."""
+    j = (t * 1.27323949).to(tl.int32)
+    j = j + (j & 1)
+    jf = j.to(tl.float32)
+    x = ((t - jf * 0.78515625) - jf * 0.000241875648) - jf * 3.77489506e-08
+    z = x * x
+    s = ((-0.000195152956 * z + 0.00833216123) * z - 0.166666552) * z * x + x
+    c = ((2.44331568e-05 * z - 0.00138873165) * z + 0.0416666456) * z * z - 0.5 * z + 1.0
+    q = (j >> 1) & 3
+    sin_t = tl.where((q & 1) != 0, c, s)
+    cos_t = tl.where((q & 1) != 0, s, c)
+    return tl.where((q & 2) != 0, -sin_t, sin_t), tl.where(((q + 1) & 2) != 0, -cos_t, cos_t)
+
+
+@triton.jit
 def box_muller(w0, w1):
     """(r cos(2 pi u1), r sin(2 pi u1)), r = sqrt(-2 log(1 - u0))."""
-    r = tl.sqrt_rn(-2.0 * tl.log(1.0 - uniform(w0)))
-    theta = uniform(w1) * TWO_PI
-    return r * tl.cos(theta), r * tl.sin(theta)
+    r = tl.sqrt_rn(-2.0 * log_positive(1.0 - uniform(w0)))
+    sin, cos = sincos_small(uniform(w1) * TWO_PI)
+    return r * cos, r * sin
 
 
 @triton.jit
@@ -133,6 +174,24 @@ def poisson_inversion(lam, u):
 
 
 @triton.jit
+def ptrs_loop(k, pending, lam, seed, pos, sample, step, COPY: tl.constexpr):
+    """PTRS attempts for one copy's pending lanes (words 2 COPY, 2 COPY + 1 of each attempt's draw)."""
+    attempt = 0
+    while tl.max(pending.to(tl.int32)) > 0:
+        r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON + attempt)
+        if COPY == 0:
+            cand, ok = ptrs_attempt(lam, uniform(r0), uniform(r1))
+        else:
+            cand, ok = ptrs_attempt(lam, uniform(r2), uniform(r3))
+        take = pending & (ok | (attempt == POISSON_MAX_ATTEMPTS - 1))
+        k = tl.where(take, cand, k)
+        pending = pending & (~take)
+        lam = tl.where(pending, lam, POISSON_SMALL)  # loop-variant: see poisson_pair
+        attempt += 1
+    return k
+
+
+@triton.jit
 def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
     """Poisson counts (float32) for both copies: inversion / PTRS / normal approximation by mean (noise.py)."""
     r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON)
@@ -150,26 +209,29 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
     pending1 = (~small1) & (~normal1)
     lam_p0 = tl.where(pending0, lam0, POISSON_SMALL)
     lam_p1 = tl.where(pending1, lam1, POISSON_SMALL)
-    attempt = 0
-    while tl.max((pending0 | pending1).to(tl.int32)) > 0:
-        # Each attempt has its own counter, so every implementation replays the same attempts. LEAN draws attempt
-        # 0's words again instead of carrying them into the loop: one more Philox call, four fewer live values.
-        if LEAN or attempt > 0:
-            r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON + attempt)
-        last = attempt == POISSON_MAX_ATTEMPTS - 1
-        cand0, ok0 = ptrs_attempt(lam_p0, uniform(r0), uniform(r1))
-        cand1, ok1 = ptrs_attempt(lam_p1, uniform(r2), uniform(r3))
-        take0 = pending0 & (ok0 | last)
-        take1 = pending1 & (ok1 | last)
-        k0 = tl.where(take0, cand0, k0)
-        k1 = tl.where(take1, cand1, k1)
-        pending0 = pending0 & (~take0)
-        pending1 = pending1 & (~take1)
-        # Finished lanes park at lam = 10: lam becomes loop-variant, so the compiler recomputes the PTRS constants
-        # per attempt instead of hoisting a dozen of them per element out of the loop (that spilled).
-        lam_p0 = tl.where(pending0, lam_p0, POISSON_SMALL)
-        lam_p1 = tl.where(pending1, lam_p1, POISSON_SMALL)
-        attempt += 1
+    if LEAN:  # one copy at a time: half the live values, one more Philox call per attempt
+        k0 = ptrs_loop(k0, pending0, lam_p0, seed, pos, sample, step, 0)
+        k1 = ptrs_loop(k1, pending1, lam_p1, seed, pos, sample, step, 1)
+    else:
+        attempt = 0
+        while tl.max((pending0 | pending1).to(tl.int32)) > 0:
+            # Each attempt has its own counter, so every implementation replays the same attempts.
+            if attempt > 0:
+                r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON + attempt)
+            last = attempt == POISSON_MAX_ATTEMPTS - 1
+            cand0, ok0 = ptrs_attempt(lam_p0, uniform(r0), uniform(r1))
+            cand1, ok1 = ptrs_attempt(lam_p1, uniform(r2), uniform(r3))
+            take0 = pending0 & (ok0 | last)
+            take1 = pending1 & (ok1 | last)
+            k0 = tl.where(take0, cand0, k0)
+            k1 = tl.where(take1, cand1, k1)
+            pending0 = pending0 & (~take0)
+            pending1 = pending1 & (~take1)
+            # Finished lanes park at lam = 10: lam becomes loop-variant, so the compiler recomputes the PTRS
+            # constants per attempt instead of hoisting a dozen of them per element out of the loop (that spilled).
+            lam_p0 = tl.where(pending0, lam_p0, POISSON_SMALL)
+            lam_p1 = tl.where(pending1, lam_p1, POISSON_SMALL)
+            attempt += 1
     return k0, k1
 
 
