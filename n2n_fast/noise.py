@@ -24,7 +24,9 @@ Purposes (words w0..w3 of one call):
     COLOUR (2)  at pos:           impulse colour: w0 -> copy 0, w1 -> copy 1
     POISSON + a (8 + a, a < 64):  Poisson attempt a: (w0, w1) for copy 0, (w2, w3) for copy 1
 Uniforms are integer exact: u(w) = (w >> 8) * 2**-24 in [0, 1) (24 bits; identical in every implementation).
-Box-Muller uses r = sqrt(-2 log(1 - u0)) (1 - u0 in (0, 1] exactly, so never log 0), theta = 2 pi u1.
+Box-Muller uses r = sqrt(-2 log(1 - u0)) (1 - u0 in (0, 1] exactly, so never log 0), theta = 2 pi u1, with log, sin
+and cos evaluated by the same branch-free float32 polynomials everywhere (csrc/noise.h, reference/noise.py,
+triton/noise_models.py): Gaussian copies agree bit for bit on the CPU, to an ulp (contracted multiply-adds) on a GPU.
 Levels: low + (high - low) * u. Bernoulli keeps a pixel when u >= p; impulse replaces it when u < p.
 Poisson(lam), lam = peak * max(x, 0): lam < 10: inversion with u(w0) of attempt 0 (sequential search, at most 64
 terms); 10 <= lam <= 1000: Hoermann's PTRS (transformed rejection with squeeze), attempt a uses (u(w0), u(w1)) of
