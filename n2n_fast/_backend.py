@@ -55,6 +55,8 @@ class Impl:
                 return f"the built extension has no op n2n_fast::{self.ext_op} (rebuild it)"
             if device.type == "cuda" and not _ext.built_with_cuda():
                 return "the extension was built without CUDA"
+            if device.type == "cuda" and not _ext.has_kernel(self.ext_op, "CUDA"):
+                return f"the extension has no CUDA kernel for n2n_fast::{self.ext_op} (CPU only)"
             if device.type not in ("cpu", "cuda"):
                 return f"the extension serves cpu and cuda tensors, got {device.type}"
         try:

@@ -48,6 +48,15 @@ def has_op(name):
     return namespace is not None and hasattr(namespace, name)
 
 
+def has_kernel(name, dispatch_key):
+    """True when n2n_fast::`name` has a kernel registered for `dispatch_key` ("CPU" or "CUDA")."""
+    if not has_op(name):
+        return False
+    import torch
+
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"n2n_fast::{name}", dispatch_key)
+
+
 @functools.lru_cache(maxsize=None)
 def built_with_cuda():
     """True when the loaded binary carries CUDA kernels (it registered a CUDA implementation)."""

@@ -69,3 +69,11 @@ def test_package_imports_without_triton_and_extension():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr
+
+
+def test_extension_without_cuda_kernel_refuses_cuda_tensors():
+    """noisy_pair has only a C++ CPU kernel (Triton serves CUDA): without Triton a CUDA tensor must fall back to
+    the reference, not reach a CPU-only op."""
+    rows = dict(_backend.table("cuda")["noisy_pair"])
+    assert rows["extension"] == "the extension has no CUDA kernel for n2n_fast::noisy_pair (CPU only)"
+    assert rows["reference"] is None

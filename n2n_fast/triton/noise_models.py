@@ -54,7 +54,8 @@ def draw(seed, pos, sample, step, purpose):
     << 8); pos, sample int64 (scalar or block), purpose int."""
     zero = pos.to(tl.uint32) * 0
     c1 = zero + (sample & 0xFFFFFFFF).to(tl.uint32)
-    c2 = zero + tl.to_tensor(step).to(tl.uint32)  # to_tensor: step may arrive as a constexpr (1)
+    c2 = (zero.to(tl.int64) + step).to(tl.uint32)  # via a tensor: step may arrive as a constexpr (1); no
+    # tl.to_tensor, which triton 3.6 (still common on GPU machines) lacks
     c3 = zero + (((sample >> 32) << 8) | purpose).to(tl.uint32)  # tensor first: constexpr | tensor stays constexpr
     return tl.philox(seed, pos.to(tl.uint32), c1, c2, c3)
 
@@ -257,7 +258,8 @@ def noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a
             y0 = y0 + b0 * z0
             y1 = y1 + b1 * z1
     else:
-        pixel = (pos.to(tl.uint32) % tl.to_tensor(pixels).to(tl.uint32)).to(tl.int64)  # 32-bit: a sample has < 2**32 elements
+        pixels_u32 = (pos * 0 + pixels).to(tl.uint32)  # block-shaped, as pixels may be a constexpr
+        pixel = (pos.to(tl.uint32) % pixels_u32).to(tl.int64)  # 32-bit: a sample has < 2**32 elements
         _p0, _p1, d0, d1 = draw(seed, pixel, sample, step, PURPOSE_MAIN)
         u0 = uniform(d0)
         u1 = uniform(d1)
