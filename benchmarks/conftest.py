@@ -22,6 +22,8 @@ import pytest
 import torch
 
 FULL = os.environ.get("N2N_FAST_BENCH_FULL", "0") not in ("", "0")
+# Other jobs on the machine distort CPU timings: keep the load (1/5/15-minute averages) at the start and the end.
+_LOAD_AT_START = os.getloadavg() if hasattr(os, "getloadavg") else None
 
 
 def bench_device():
@@ -79,8 +81,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         machine_info["triton"] = None
     machine_info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     machine_info["full_size"] = FULL
-    if hasattr(os, "getloadavg"):  # other jobs on the machine distort CPU timings: keep the evidence
-        machine_info["load_average"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    if _LOAD_AT_START is not None:
+        machine_info["load_average"] = {"start": " ".join(f"{v:.1f}" for v in _LOAD_AT_START),
+                                        "end": " ".join(f"{v:.1f}" for v in os.getloadavg())}
     machine_info.setdefault("node", platform.node())
 
 

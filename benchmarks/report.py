@@ -115,10 +115,13 @@ def machine_line(data):
     parts = [f"CPU {cpu.get('brand_raw') or m.get('processor') or m.get('machine', '?')} "
              f"({cpu.get('count', '?')} cores, torch threads {m.get('torch_threads', '?')})",
              f"GPU {m.get('gpu') or 'none'}", f"torch {m.get('torch', '?')}", f"triton {m.get('triton') or '-'}",
-             f"python {m.get('python_version', '?')}", f"run {data.get('datetime', '?')}",
+             f"python {m.get('python_version', '?')}", f"finished {str(data.get('datetime', '?'))[:19].replace('T', ' ')}",
              "full sizes" if m.get("full_size") else "small (CI) sizes"]
-    if m.get("load_average"):
-        parts.append(f"load average at start {m['load_average']}")
+    load = m.get("load_average")
+    if isinstance(load, dict):
+        parts.append(f"load average (1/5/15 min) {load.get('start')} at the start, {load.get('end')} at the end")
+    elif load:
+        parts.append(f"load average (1/5/15 min) {load} at the end")
     commit = (data.get("commit_info") or {}).get("id") or ""
     if all(c in "0123456789abcdef" for c in commit.lower()) and commit:
         parts.append(f"commit {commit[:10]}" + (" (uncommitted changes)" if data["commit_info"].get("dirty") else ""))
