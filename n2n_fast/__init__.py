@@ -22,6 +22,13 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC) + ["__version__"]
 
 
+# `train` and `info` are also the names of their modules. Importing a submodule binds it as an attribute of the
+# package on first import, which would shadow a lazily resolved function of the same name depending on import
+# order; importing these two eagerly makes the function win for good (later imports find the module loaded).
+from .info import info  # noqa: E402
+from .train import load, train  # noqa: E402
+
+
 def __getattr__(name):
     module = _PUBLIC.get(name)
     if module is None:

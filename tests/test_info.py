@@ -27,3 +27,14 @@ def test_module_entry_point_prints_info():
 def test_unknown_subcommand_is_an_argparse_error():
     result = subprocess.run([sys.executable, "-m", "n2n_fast", "frobnicate"], capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_public_functions_are_not_shadowed_by_their_modules():
+    """`train` and `info` name both a module and a function: whatever is imported first, the package attribute
+    must stay the function (a submodule import used to rebind it to the module)."""
+    code = ("import n2n_fast.train, n2n_fast.info, n2n_fast\n"
+            "from n2n_fast.train import load\n"
+            "assert callable(n2n_fast.train) and n2n_fast.train.__name__ == 'train', n2n_fast.train\n"
+            "assert callable(n2n_fast.info) and n2n_fast.info.__name__ == 'info', n2n_fast.info\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
