@@ -14,7 +14,6 @@ and parameters, and derives ratios from the medians of the same op and size):
     ratio   speed-up against the reference (reference time / this time), when measured inside the test
 `record_throughput` below fills these in one call after the benchmark ran.
 """
-import fnmatch
 import os
 import platform
 
@@ -86,12 +85,3 @@ def pytest_benchmark_update_machine_info(config, machine_info):
                                         "end": " ".join(f"{v:.1f}" for v in os.getloadavg())}
     machine_info.setdefault("node", platform.node())
 
-
-def pytest_collect_file(file_path, parent):
-    """Collect `bench_<family>.py` files (pytest's default only collects test_*.py), unless the ini's
-    python_files already does (then pytest's own collector has them and a second one would duplicate them)."""
-    if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
-        return None
-    if any(fnmatch.fnmatch(file_path.name, pattern) for pattern in parent.config.getini("python_files")):
-        return None
-    return pytest.Module.from_parent(parent, path=file_path)
