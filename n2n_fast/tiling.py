@@ -129,8 +129,10 @@ def denoise(model, image, *, tile=256, overlap=64, batch_size=8, blend="cosine",
         raise ValueError(f"image: empty image of shape {tuple(image.shape)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if precision == "bfloat16":  # train() spells it out; accept both
+        precision = "bf16"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)} (or 'bfloat16'), got {precision!r}")
     model_device, model_dtype = _check_model(model)
     alignment = getattr(model, "alignment", 32)
     plan = make_plan(height, width, tile, overlap, alignment, blend)

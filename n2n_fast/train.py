@@ -126,8 +126,10 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
         raise ValueError(f"targets: expected one of {TARGETS}, got {targets!r}")
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    if precision == "bf16":  # denoise() spells it short; accept both
+        precision = "bfloat16"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"precision: expected one of {PRECISIONS} (or 'bf16'), got {precision!r}")
     for name, value, kind, low in (("steps", steps, int, 1), ("batch_size", batch_size, int, 1),
                                    ("crop", crop, int, 2), ("lr", lr, float, 0), ("seed", seed, int, 0),
                                    ("features", features, int, 1), ("rampdown", rampdown, float, 0),
