@@ -39,6 +39,26 @@ def _denoise(model, noisy, device):
         return model(x)[0].permute(1, 2, 0).cpu().numpy()
 
 
+def _caption(width, text, height=22):
+    """A white strip (height, width, 3) with `text` in black: labels each panel of demo.png so the figure reads
+    without the README (Pillow's built-in font: nothing to download)."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(strip).text((6, 4), text, fill="black", font=_label_font())
+    return np.asarray(strip, dtype=np.float32) / 255
+
+
+def _label_font():
+    """Pillow's built-in font, scaled where Pillow can (10.1 and newer)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=16)
+    except TypeError:
+        return ImageFont.load_default()
+
+
 def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, crop=64, batch_size=8, lr=1e-3,
          seed=0, device=None, precision="auto", progress=True):
     """Train N2N (and N2C when asked) for `steps` steps on Gaussian noise of `sigma` (8-bit units); returns the
@@ -64,7 +84,11 @@ def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, c
     for name, y, x in zip(HELD_OUT, noisy, clean):
         outputs = {kind: _denoise(run.model, y, device) for kind, run in runs.items()}
         table[name] = {"noisy": psnr(y, x), **{kind: psnr(out, x) for kind, out in outputs.items()}}
-        rows.append(np.concatenate([np.clip(y, 0, 1)] + [np.clip(out, 0, 1) for out in outputs.values()] + [x], 1))
+        panels = [(np.clip(y, 0, 1), f"noisy {table[name]['noisy']:.2f} dB")]
+        panels += [(np.clip(out, 0, 1), f"{kind.upper()} {table[name][kind]:.2f} dB") for kind, out in outputs.items()]
+        panels.append((x, f"clean ({name})"))
+        rows.append(np.concatenate([np.concatenate([_caption(panel.shape[1], label), panel])
+                                    for panel, label in panels], 1))
     from .io import write_image
 
     width = max(row.shape[1] for row in rows)
