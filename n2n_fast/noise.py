@@ -55,6 +55,19 @@ OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 INPUT_SCALE = {torch.uint8: 1.0 / 255.0, torch.uint16: 1.0 / 65535.0}
 
 
+def keep_mask_shape(shape, model):
+    """Shape of the third output of every noisy-pair op: the target's kept-pixel mask (B, 1, H, W) for Bernoulli,
+    an empty (0,) placeholder otherwise (op schemas need a fixed number of tensor outputs)."""
+    batch, _, height, width = shape
+    return (batch, 1, height, width) if model == BERNOULLI else (0,)
+
+
+def empty_pair_like(clean, model, out_dtype):
+    """Uninitialised (y0, y1, keep) as the noisy-pair ops return them: what their fake (meta) kernels give."""
+    return (clean.new_empty(clean.shape, dtype=out_dtype), clean.new_empty(clean.shape, dtype=out_dtype),
+            clean.new_empty(keep_mask_shape(clean.shape, model), dtype=torch.bool))
+
+
 def signed_seed(seed):
     """The 64-bit key as a signed int64 (what op schemas' `int` carries); same bits."""
     seed &= 2**64 - 1

@@ -6,10 +6,7 @@ from .. import noise as nz
 
 @torch.library.register_fake("n2n_fast::noisy_pair")
 def _noisy_pair_fake(clean, model, params, seed, step, index, out_dtype):
-    batch, _, height, width = clean.shape
-    keep_shape = (batch, 1, height, width) if model == nz.BERNOULLI else (0,)
-    return (clean.new_empty(clean.shape, dtype=out_dtype), clean.new_empty(clean.shape, dtype=out_dtype),
-            clean.new_empty(keep_shape, dtype=torch.bool))
+    return nz.empty_pair_like(clean, model, out_dtype)
 
 
 

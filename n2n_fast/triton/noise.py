@@ -116,8 +116,7 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     sample_numel = channels * pixels
     y0 = _alloc(clean.shape, dtype=out_dtype, device=clean.device)
     y1 = _alloc(clean.shape, dtype=out_dtype, device=clean.device)
-    keep_shape = (batch, 1, height, width) if model == nz.BERNOULLI else (0,)
-    keep = _alloc(keep_shape, dtype=torch.bool, device=clean.device)
+    keep = _alloc(nz.keep_mask_shape(clean.shape, model), dtype=torch.bool, device=clean.device)
     block, chunks, lean = block_size(clean.dtype, model)
     blocks_per_sample = triton.cdiv(sample_numel, block)
     grid = (batch * blocks_per_sample,)
@@ -143,10 +142,7 @@ def triton_noisy_pair(clean: torch.Tensor, model: int, params: Sequence[float], 
 
 @triton_noisy_pair.register_fake
 def _(clean, model, params, seed, step, index, out_dtype):
-    batch, _, height, width = clean.shape
-    keep_shape = (batch, 1, height, width) if model == nz.BERNOULLI else (0,)
-    return (clean.new_empty(clean.shape, dtype=out_dtype), clean.new_empty(clean.shape, dtype=out_dtype),
-            clean.new_empty(keep_shape, dtype=torch.bool))
+    return nz.empty_pair_like(clean, model, out_dtype)
 
 
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
