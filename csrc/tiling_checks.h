@@ -1,7 +1,11 @@
-// Host-side argument checks of tile_gather / tile_blend, shared by the CPU and CUDA entry points (the Python
-// wrappers in n2n_fast/ops/tiling.py validate users' arguments first; these guard direct torch.ops calls).
+// Host side of tile_gather / tile_blend shared by the CPU and CUDA entry points: argument checks (the Python
+// wrappers in n2n_fast/ops/tiling.py validate users' arguments first; these guard direct torch.ops calls), the
+// packing of tensors into the GatherArgs / BlendArgs the per-element code reads, and the dtype dispatch. Written
+// once so the two devices cannot disagree on a stride or a field order.
 #pragma once
 #include <ATen/ATen.h>
+
+#include "tiling.h"
 
 namespace n2n_fast {
 
@@ -39,6 +43,58 @@ inline void check_blend(const at::Tensor& out, const at::Tensor& tiles, const at
               "tile_blend: out, tiles and index must be on one device");
   TORCH_CHECK(out.size(3) == width && row0 >= 0 && height > 0, "tile_blend: out must hold full rows of the image");
   TORCH_CHECK(overlap >= 0 && mode >= 0 && mode <= 2, "tile_blend: overlap >= 0, mode in {0, 1, 2}");
+}
+
+// Contiguous copies of the tile index and origins; they must outlive the kernels reading them through an Args.
+struct TileIndex {
+  at::Tensor index, rows, cols;
+};
+
+inline TileIndex contiguous_index(const at::Tensor& index, const at::Tensor& row_origins,
+                                  const at::Tensor& col_origins) {
+  return {index.contiguous(), row_origins.contiguous(), col_origins.contiguous()};
+}
+
+inline GatherArgs gather_args(const TileIndex& t, const at::Tensor& image, int64_t tile_h, int64_t tile_w,
+                              int64_t height, int64_t row0) {
+  return GatherArgs{t.index.data_ptr<int64_t>(), t.rows.data_ptr<int64_t>(), t.cols.data_ptr<int64_t>(),
+                    image.size(1), tile_h, tile_w, height, image.size(3), row0,
+                    image.stride(0), image.stride(1), image.stride(2), image.stride(3)};
+}
+
+// tiles must be contiguous; weight_y (K, th) and weight_x (K, tw) float32, filled before the blend kernel runs.
+inline BlendArgs blend_args(const TileIndex& t, const at::Tensor& tiles, const at::Tensor& weight_y,
+                            const at::Tensor& weight_x, const at::Tensor& out, int64_t height, int64_t width,
+                            int64_t row0) {
+  return BlendArgs{t.index.data_ptr<int64_t>(), t.rows.data_ptr<int64_t>(), t.cols.data_ptr<int64_t>(),
+                   weight_y.data_ptr<float>(), weight_x.data_ptr<float>(),
+                   tiles.size(0), tiles.size(1), tiles.size(2), tiles.size(3), height, width, row0, out.size(2),
+                   out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
+}
+
+// Calls fn(T{}) with T the C++ type of an image dtype tile_gather reads (uint8, uint16, half, bf16, float, double).
+template <typename Fn>
+void dispatch_image_dtype(at::ScalarType dtype, Fn&& fn) {
+  switch (dtype) {
+    case at::kByte: return fn(uint8_t{});
+    case at::kUInt16: return fn(uint16_t{});
+    case at::kHalf: return fn(c10::Half{});
+    case at::kBFloat16: return fn(c10::BFloat16{});
+    case at::kFloat: return fn(float{});
+    case at::kDouble: return fn(double{});
+    default: TORCH_CHECK(false, "tile_gather: unsupported image dtype ", dtype);
+  }
+}
+
+// Calls fn(T{}) with T the C++ type of a tile dtype the models produce (float, bf16, half).
+template <typename Fn>
+void dispatch_tile_dtype(const char* what, at::ScalarType dtype, Fn&& fn) {
+  switch (dtype) {
+    case at::kFloat: return fn(float{});
+    case at::kBFloat16: return fn(c10::BFloat16{});
+    case at::kHalf: return fn(c10::Half{});
+    default: TORCH_CHECK(false, what, " must be float32, bfloat16 or float16, got ", dtype);
+  }
 }
 
 }  // namespace n2n_fast

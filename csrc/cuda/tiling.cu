@@ -56,17 +56,6 @@ void launch_gather(const GatherArgs& a, const InT* in, OutT* out, int64_t total)
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename InT>
-void gather_dispatch_out(const GatherArgs& a, const InT* in, at::Tensor& out) {
-  const int64_t total = out.numel();
-  switch (out.scalar_type()) {
-    case at::kFloat: return launch_gather(a, in, out.data_ptr<float>(), total);
-    case at::kBFloat16: return launch_gather(a, in, out.data_ptr<c10::BFloat16>(), total);
-    case at::kHalf: return launch_gather(a, in, out.data_ptr<c10::Half>(), total);
-    default: TORCH_CHECK(false, "tile_gather: dtype must be float32, bfloat16 or float16, got ", out.scalar_type());
-  }
-}
-
 template <typename TileT>
 void launch_blend(const BlendArgs& a, const TileT* tiles, float* out) {
   const int64_t total = a.K * a.C * a.th * a.tw;
@@ -89,22 +78,17 @@ at::Tensor tile_gather_cuda(const at::Tensor& image, const at::Tensor& index, co
                             int64_t row0, at::ScalarType dtype) {
   check_gather(image, index, row_origins, col_origins, tile_h, tile_w, height, row0);
   const c10::cuda::CUDAGuard guard(image.device());
-  const at::Tensor idx = index.contiguous(), ro = row_origins.contiguous(), co = col_origins.contiguous();
-  const int64_t K = idx.size(0), C = image.size(1);
-  at::Tensor out = at::empty({K, C, tile_h, tile_w}, image.options().dtype(dtype));
+  const TileIndex t = contiguous_index(index, row_origins, col_origins);
+  at::Tensor out = at::empty({t.index.size(0), image.size(1), tile_h, tile_w}, image.options().dtype(dtype));
   if (out.numel() == 0) return out;
-  const GatherArgs a{idx.data_ptr<int64_t>(), ro.data_ptr<int64_t>(), co.data_ptr<int64_t>(), C, tile_h, tile_w,
-                     height, image.size(3), row0, image.stride(0), image.stride(1), image.stride(2),
-                     image.stride(3)};
-  switch (image.scalar_type()) {
-    case at::kByte: gather_dispatch_out(a, image.data_ptr<uint8_t>(), out); break;
-    case at::kUInt16: gather_dispatch_out(a, image.data_ptr<uint16_t>(), out); break;
-    case at::kHalf: gather_dispatch_out(a, image.data_ptr<c10::Half>(), out); break;
-    case at::kBFloat16: gather_dispatch_out(a, image.data_ptr<c10::BFloat16>(), out); break;
-    case at::kFloat: gather_dispatch_out(a, image.data_ptr<float>(), out); break;
-    case at::kDouble: gather_dispatch_out(a, image.data_ptr<double>(), out); break;
-    default: TORCH_CHECK(false, "tile_gather: unsupported image dtype ", image.scalar_type());
-  }
+  const GatherArgs a = gather_args(t, image, tile_h, tile_w, height, row0);
+  dispatch_image_dtype(image.scalar_type(), [&](auto in_tag) {
+    using InT = decltype(in_tag);
+    dispatch_tile_dtype("tile_gather: dtype", dtype, [&](auto out_tag) {
+      using OutT = decltype(out_tag);
+      launch_gather(a, image.data_ptr<InT>(), out.data_ptr<OutT>(), out.numel());
+    });
+  });
   return out;
 }
 
@@ -113,24 +97,19 @@ void tile_blend_cuda(at::Tensor& out, const at::Tensor& tiles, const at::Tensor&
                      int64_t mode) {
   check_blend(out, tiles, index, row_origins, col_origins, height, width, row0, overlap, mode);
   const c10::cuda::CUDAGuard guard(out.device());
-  const at::Tensor idx = index.contiguous(), ro = row_origins.contiguous(), co = col_origins.contiguous();
-  const at::Tensor t = tiles.contiguous();
-  const int64_t K = t.size(0), C = t.size(1), th = t.size(2), tw = t.size(3);
-  if (t.numel() == 0 || out.numel() == 0) return;
+  const TileIndex t = contiguous_index(index, row_origins, col_origins);
+  const at::Tensor tc = tiles.contiguous();
+  if (tc.numel() == 0 || out.numel() == 0) return;
+  const int64_t K = tc.size(0), th = tc.size(2), tw = tc.size(3);
   at::Tensor wy = at::empty({K, th}, out.options()), wx = at::empty({K, tw}, out.options());
-  launch_axis_weights(idx.data_ptr<int64_t>(), 1, ro.data_ptr<int64_t>(), ro.size(0), th, overlap, mode,
+  launch_axis_weights(t.index.data_ptr<int64_t>(), 1, t.rows.data_ptr<int64_t>(), t.rows.size(0), th, overlap, mode,
                       wy.data_ptr<float>(), K);
-  launch_axis_weights(idx.data_ptr<int64_t>(), 2, co.data_ptr<int64_t>(), co.size(0), tw, overlap, mode,
+  launch_axis_weights(t.index.data_ptr<int64_t>(), 2, t.cols.data_ptr<int64_t>(), t.cols.size(0), tw, overlap, mode,
                       wx.data_ptr<float>(), K);
-  const BlendArgs a{idx.data_ptr<int64_t>(), ro.data_ptr<int64_t>(), co.data_ptr<int64_t>(), wy.data_ptr<float>(),
-                    wx.data_ptr<float>(), K, C, th, tw, height, width, row0, out.size(2), out.stride(0),
-                    out.stride(1), out.stride(2), out.stride(3)};
-  switch (t.scalar_type()) {
-    case at::kFloat: launch_blend(a, t.data_ptr<float>(), out.data_ptr<float>()); break;
-    case at::kBFloat16: launch_blend(a, t.data_ptr<c10::BFloat16>(), out.data_ptr<float>()); break;
-    case at::kHalf: launch_blend(a, t.data_ptr<c10::Half>(), out.data_ptr<float>()); break;
-    default: TORCH_CHECK(false, "tile_blend: tiles must be float32, bfloat16 or float16, got ", t.scalar_type());
-  }
+  const BlendArgs a = blend_args(t, tc, wy, wx, out, height, width, row0);
+  dispatch_tile_dtype("tile_blend: tiles", tc.scalar_type(), [&](auto tag) {
+    launch_blend(a, tc.data_ptr<decltype(tag)>(), out.data_ptr<float>());
+  });
 }
 
 TORCH_LIBRARY_IMPL(n2n_fast, CUDA, m) {
