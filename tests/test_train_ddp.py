@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from tolerance import DDP_LOSS_RTOL
 
 SCRIPT = """
