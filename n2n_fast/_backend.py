@@ -34,6 +34,21 @@ def triton_interpreting():
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+_TRITON_ON_CPU = {"enabled": False}
+
+
+def serve_cpu_with_triton(enabled):
+    """The GPU dry run's hook (tests/dryrun.py; docs/design.md, "Proofs without a GPU"): let Triton serve CPU
+    tensors although the interpreter is off. The dry run installs a fake Triton driver and a stub libcuda, so the
+    real compiler and launcher run on CPU tensors and the launch itself does nothing. Nothing else sets it."""
+    _TRITON_ON_CPU["enabled"] = bool(enabled)
+
+
+def triton_serves_cpu():
+    """True when Triton kernels may be handed CPU tensors: under the interpreter or in the dry run."""
+    return triton_interpreting() or _TRITON_ON_CPU["enabled"]
+
+
 @dataclass(frozen=True)
 class Impl:
     backend: str  # one of BACKENDS
@@ -46,8 +61,9 @@ class Impl:
             reason = triton_reason()
             if reason:
                 return reason
-            if device.type != "cuda" and not (device.type == "cpu" and triton_interpreting()):
-                return f"Triton serves CUDA tensors (CPU tensors only under TRITON_INTERPRET=1); got {device.type}"
+            if device.type != "cuda" and not (device.type == "cpu" and triton_serves_cpu()):
+                return (f"Triton serves CUDA tensors (CPU tensors only under TRITON_INTERPRET=1 or in the GPU dry "
+                        f"run); got {device.type}")
         elif self.backend == "extension":
             if _ext.ops() is None:
                 return _ext.reason()

@@ -78,7 +78,7 @@ def _choose_backend(op, device, backend):
     """Name of the backend serving `op` on `device` (a str); records its implementation in _RESOLVED.
     torch.compile runs this once, eagerly, while tracing: the lazy imports inside _backend.choose cannot be traced,
     and a function object cannot be a traced constant, so the name comes back and the function is looked up."""
-    key = (op, device, backend, os.environ.get("N2N_FAST_BACKEND"), _backend.triton_interpreting())
+    key = (op, device, backend, os.environ.get("N2N_FAST_BACKEND"), _backend.triton_serves_cpu())
     if key not in _CHOSEN:
         name, impl = _backend.choose(op, device, backend)
         _RESOLVED[op, name] = impl

@@ -93,13 +93,15 @@ def _n2n_loss_kernel(
         keep = keep & (tl.load(mask_ptr + offsets, mask=inside, other=0) != 0)
     value = tl.where(keep, value, 0.0)
     if need_grad:
-        grad = tl.where(keep, grad, 0.0).to(grad_ptr.dtype.element_ty)
+        # a new name: Triton's code generator refuses to rebind the float32 `grad` to pred's dtype inside a branch
+        # (caught by the dry run for bf16/fp16 pred, never by the interpreter, which does not type-check)
+        grad_out = tl.where(keep, grad, 0.0).to(grad_ptr.dtype.element_ty)
         if pred_nhwc:
             channel = channel_of(pos, pixels)
             nhwc = row.to(tl.int64) * cols + (pos - channel * pixels) * channels + channel
-            tl.store(grad_ptr + nhwc, grad, mask=inside)
+            tl.store(grad_ptr + nhwc, grad_out, mask=inside)
         else:
-            tl.store(grad_ptr + offsets, grad, mask=inside)
+            tl.store(grad_ptr + offsets, grad_out, mask=inside)
     if reduce:
         program = row * tl.num_programs(0) + col_block
         tl.store(partial_ptr + program, tl.sum(value, axis=0))
