@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _backend
-from .reference.philox import philox4x32
+from .philox import host_words, philox_words
 
 DATA_KEY = 0x5A7A_5EED_C0FF_EE00  # below 2**63: keys travel as int64 into the extension
 SAMPLE, PAIR, NEIGHBOR = 0, 1, 2
@@ -159,8 +158,7 @@ class ImageStore:
 
 
 def _words(seed, index, count, step, purpose):
-    counter = torch.arange(index, index + count, dtype=torch.int64)
-    return [w.tolist() for w in philox4x32(seed ^ DATA_KEY, counter, 0, step, purpose)]
+    return host_words(seed ^ DATA_KEY, index, count, 0, step, purpose)
 
 
 def draw_crops(seed, step, index, count, sizes, crop):
@@ -188,13 +186,12 @@ def neighbor_choice(shape, seed, step, index, device):
     """Neighbor2Neighbor's random sub-sampler for a (B, C, H, W) batch: (B, H/2 * W/2, 2) positions inside each
     2x2 cell, a function of (seed, step, global sample index, cell) drawn on the device."""
     batch, cells = shape[0], (shape[2] // 2) * (shape[3] // 2)
-    _, philox = _backend.choose("philox", device)
     counters = torch.zeros(batch, cells, 4, dtype=torch.int32, device=device)
     counters[..., 0] = torch.arange(cells, dtype=torch.int32, device=device)
     counters[..., 1] = torch.arange(index, index + batch, dtype=torch.int32, device=device)[:, None]
     counters[..., 2] = step
     counters[..., 3] = NEIGHBOR
-    choice = philox(counters, seed ^ DATA_KEY)[..., 0] & 7  # 8 choices, a power of two: no bias at all
+    choice = philox_words(counters, seed ^ DATA_KEY)[..., 0] & 7  # 8 choices, a power of two: no bias at all
     return torch.tensor(NEIGHBOR_PAIRS, dtype=torch.int64, device=device)[choice.long()]
 
 

@@ -36,10 +36,10 @@ def info(file=None):
         lines.append("")
         lines.append(f"ops on {device} tensors (first serving backend is used):")
         for op, rows in _backend.table(device).items():
-            chosen = next((name for name, why in rows if why is None), None)
+            chosen = next((name for name, why, _ in rows if why is None), None)
             lines.append(f"  {op:<12} -> {chosen or 'NONE'}")
-            for name, why in rows:
-                lines.append(f"      {name:<10} {'ok' if why is None else why}")
+            for name, why, accepts in rows:
+                lines.append(f"      {name:<10} {'ok' if why is None else why}  [accepts: {accepts}]")
     text = "\n".join(lines)
     print(text, file=file)
     return text

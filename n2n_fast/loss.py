@@ -12,12 +12,12 @@ All share `(pred, target, *, mask=None, reduction="mean", backend=None, ...)`:
 """
 import math
 import numbers
-import os
 
 import torch
 
 from . import _backend
-from .reference.loss import KINDS, REDUCTIONS
+from .conventions import LOSS_KINDS as KINDS
+from .conventions import REDUCTIONS
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -69,30 +69,9 @@ def check_loss_args(pred, target, mask, reduction, target_name="target"):
         raise ValueError(f"reduction: unknown reduction {reduction!r}; accepted: {', '.join(REDUCTIONS)}")
 
 
-_RESOLVED = {}  # (op, backend name) -> implementation, filled by _choose_backend
-_CHOSEN = {}  # (op, device, backend, N2N_FAST_BACKEND) -> backend name: choose() costs ~20 us, a step needs ~4
-
-
-@torch.compiler.assume_constant_result
-def _choose_backend(op, device, backend):
-    """Name of the backend serving `op` on `device` (a str); records its implementation in _RESOLVED.
-    torch.compile runs this once, eagerly, while tracing: the lazy imports inside _backend.choose cannot be traced,
-    and a function object cannot be a traced constant, so the name comes back and the function is looked up."""
-    key = (op, device, backend, os.environ.get("N2N_FAST_BACKEND"), _backend.triton_serves_cpu())
-    if key not in _CHOSEN:
-        name, impl = _backend.choose(op, device, backend)
-        _RESOLVED[op, name] = impl
-        _CHOSEN[key] = name
-    return _CHOSEN[key]
-
-
-def _choose(op, device, backend):
-    return _RESOLVED[op, _choose_backend(op, str(device), backend)]
-
-
 def _loss(pred, target, mask, reduction, backend, kind, gamma=0.0, eps=0.0):
     check_loss_args(pred, target, mask, reduction)
-    impl = _choose("loss", pred.device, backend)
+    _, impl = _backend.choose("loss", pred.device, backend, pred=pred, target=target)
     return impl(pred, target, mask, kind=kind, reduction=reduction, gamma=float(gamma), eps=float(eps))
 
 
@@ -162,6 +141,20 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
     _check_mask(mask, pred)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: unknown reduction {reduction!r}; accepted: {', '.join(REDUCTIONS)}")
-    impl = _choose("n2n_loss", pred.device, backend)
+    name, impl = _backend.choose("n2n_loss", pred.device, backend, pred=pred, clean=clean)
+    if name == "reference" and backend != "reference":
+        # no fused kernel serves: one noisy_pair pass (the fastest backend that serves it) feeds the plain loss;
+        # the reference twin would regenerate the target with the slow reference noise
+        return _unfused_n2n_loss(pred, clean, noise, seed, step, index, mask, kind, reduction, gamma, eps)
     return impl(pred, clean, noise, seed=seed, step=step, index=index, mask=mask, kind=kind, reduction=reduction,
                 gamma=float(gamma), eps=float(eps))
+
+
+def _unfused_n2n_loss(pred, clean, noise, seed, step, index, mask, kind, reduction, gamma, eps):
+    from .noise import noisy_pair
+
+    pair = noisy_pair(clean, noise, seed=seed, step=step, index=index, check_finite=False)
+    if len(pair) == 3:  # Bernoulli: the target's kept-pixel mask
+        mask = pair[2] if mask is None else mask & pair[2]
+    _, impl = _backend.choose("loss", pred.device, None, pred=pred, target=pair[1])
+    return impl(pred, pair[1], mask, kind=kind, reduction=reduction, gamma=float(gamma), eps=float(eps))

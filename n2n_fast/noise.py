@@ -39,39 +39,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
-# Model codes shared by every implementation (Triton constexpr, C++ switch, reference branch).
-GAUSSIAN, POISSON, POISSON_GAUSSIAN, BERNOULLI, IMPULSE = 0, 1, 2, 3, 4
-# Draw purposes (counter word c3, low 8 bits), see the layout above.
-PURPOSE_MAIN, PURPOSE_LEVEL, PURPOSE_COLOUR, PURPOSE_POISSON = 0, 1, 2, 8
-POISSON_MAX_ATTEMPTS = 64  # PTRS attempts (acceptance > 0.9 per attempt for lam >= 10)
-POISSON_MAX_TERMS = 64  # inversion terms for lam < 10 (P(k >= 64) < 1e-40; only float saturation reaches it)
-POISSON_SMALL, POISSON_NORMAL = 10.0, 1000.0  # inversion below, PTRS up to, normal approximation above
-MAX_SAMPLE = 2**56  # sample indices live in c1 (low 32 bits) and c3 (24 bits above the purpose byte)
-MAX_STEP = 2**32
-
-IN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.uint16)
-OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-# uint inputs are scaled by multiplying with this float32 constant (the same rounding everywhere).
-INPUT_SCALE = {torch.uint8: 1.0 / 255.0, torch.uint16: 1.0 / 65535.0}
-
-
-def keep_mask_shape(shape, model):
-    """Shape of the third output of every noisy-pair op: the target's kept-pixel mask (B, 1, H, W) for Bernoulli,
-    an empty (0,) placeholder otherwise (op schemas need a fixed number of tensor outputs)."""
-    batch, _, height, width = shape
-    return (batch, 1, height, width) if model == BERNOULLI else (0,)
-
-
-def empty_pair_like(clean, model, out_dtype):
-    """Uninitialised (y0, y1, keep) as the noisy-pair ops return them: what their fake (meta) kernels give."""
-    return (clean.new_empty(clean.shape, dtype=out_dtype), clean.new_empty(clean.shape, dtype=out_dtype),
-            clean.new_empty(keep_mask_shape(clean.shape, model), dtype=torch.bool))
-
-
-def signed_seed(seed):
-    """The 64-bit key as a signed int64 (what op schemas' `int` carries); same bits."""
-    seed &= 2**64 - 1
-    return seed - 2**64 if seed >= 2**63 else seed
+from .conventions import (BERNOULLI, GAUSSIAN, IMPULSE, INPUT_SCALE, MAX_SAMPLE, MAX_STEP,  # noqa: F401
+                          NOISE_INPUTS, NOISE_OUTPUTS, POISSON, POISSON_GAUSSIAN, POISSON_MAX_ATTEMPTS,
+                          POISSON_MAX_TERMS, POISSON_NORMAL, POISSON_SMALL, PURPOSE_COLOUR, PURPOSE_LEVEL,
+                          PURPOSE_MAIN, PURPOSE_POISSON)
 
 
 def _f32(value):
@@ -171,16 +142,16 @@ def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
         raise TypeError(f"clean: expected a torch.Tensor (B, C, H, W) or (C, H, W), got {type(clean).__name__}")
     if clean.dim() not in (3, 4):
         raise ValueError(f"clean: expected rank 4 (B, C, H, W) or rank 3 (C, H, W), got shape {tuple(clean.shape)}")
-    if clean.dtype not in IN_DTYPES:
+    if clean.dtype not in NOISE_INPUTS:
         raise TypeError(f"clean: dtype {clean.dtype} is not supported; accepted: "
-                        + ", ".join(str(d) for d in IN_DTYPES))
+                        + ", ".join(str(d) for d in NOISE_INPUTS))
     if clean.device.type not in ("cpu", "cuda"):
         raise ValueError(f"clean: device {clean.device} is not supported; accepted: cpu, cuda")
     if not isinstance(noise, MODELS):
         raise TypeError(f"noise: expected one of {', '.join(m.__name__ for m in MODELS)}, got {noise!r}")
     noise.levels()  # re-validates (dataclasses can be built with object.__setattr__ tricks)
-    if out_dtype not in OUT_DTYPES:
-        raise TypeError(f"out_dtype: expected one of {', '.join(str(d) for d in OUT_DTYPES)}, got {out_dtype!r}")
+    if out_dtype not in NOISE_OUTPUTS:
+        raise TypeError(f"out_dtype: expected one of {', '.join(str(d) for d in NOISE_OUTPUTS)}, got {out_dtype!r}")
     for name, value, top in (("seed", seed, 2**64), ("step", step, MAX_STEP), ("index", index, MAX_SAMPLE)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name}: expected an int, got {value!r}")
@@ -212,7 +183,7 @@ def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, 
     batch = _validate(clean, noise, seed, step, index, out_dtype, check_finite)
     from . import _backend
 
-    _, fn = _backend.choose("noisy_pair", batch.device, backend)
+    _, fn = _backend.choose("noisy_pair", batch.device, backend, clean=batch, out_dtype=out_dtype)
     y0, y1, keep = fn(batch, noise, seed=seed, step=step, index=index, out_dtype=out_dtype)
     if clean.dim() == 3:
         y0, y1 = y0[0], y1[0]

@@ -11,7 +11,7 @@ csrc/tiling.h consumes these origins; n2n_fast/reference/tiling.py too.
 """
 from dataclasses import dataclass
 
-MODES = {"cosine": 0, "gaussian": 1, "stitch": 2}
+from .conventions import BLEND_MODES as MODES
 
 
 def _round_up(value, multiple):

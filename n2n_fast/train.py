@@ -77,6 +77,8 @@ def _distributed(device):
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":  # kernels launch on the current device: make it this run's (cuda:1, torchrun ranks)
+        torch.cuda.set_device(device)
     return rank, world, device, started
 
 

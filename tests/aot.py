@@ -68,7 +68,13 @@ def compile_for(kernel, signature, constexprs=None, aligned=(), arch=90, num_war
     attrs = {(names.index(name),): [["tt.divisibility", 16]] for name in aligned}
     source = ASTSource(fn=kernel, signature=full_signature, constexprs=const_keys, attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
-    ptx = compiled.asm["ptx"]
+    return ptxas_report(compiled.asm["ptx"], arch)
+
+
+
+def ptxas_report(ptx, arch):
+    """Assemble `ptx` with triton's bundled ptxas -v for sm_`arch`: registers and spills (also used by the dry run,
+    whose stub reports fake figures)."""
     gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"  # sm_90 PTX uses wgmma-era features that need sm_90a
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.ptx")

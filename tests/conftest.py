@@ -2,8 +2,10 @@
 
 Two pytest processes:
   TRITON_INTERPRET=1 pytest -m interpret      Triton kernels on CPU tensors, against the reference
-  pytest -m "not interpret"                  everything else, including ahead-of-time compiles (impossible
+  pytest -m "not interpret and not dryrun"   everything else, including ahead-of-time compiles (impossible
                                              in a process where TRITON_INTERPRET is set)
+  pytest -m dryrun                           the GPU dry run (tests/dryrun.py): Triton's real compiler and
+                                             launcher on CPU tensors; it changes the whole process
 Tests marked `gpu` run fast paths on a real GPU and are skipped, with the reason shown, where there is none.
 """
 import os
@@ -20,7 +22,17 @@ def pytest_collection_modifyitems(config, items):
     skip_not_interp = pytest.mark.skip(reason="TRITON_INTERPRET=1 is set: ahead-of-time compilation and the "
                                               "non-interpreter tests run in the other pytest process")
     skip_gpu = pytest.mark.skip(reason="no CUDA GPU visible")
+    dry_process = config.getoption("markexpr", "") == "dryrun"
+    skip_dry = pytest.mark.skip(reason="the GPU dry run replaces libcuda and Triton's driver for the whole process: "
+                                       "run it alone with `pytest -m dryrun`")
+    skip_dry_gpu = pytest.mark.skip(reason="a real GPU is visible: the dry run would shadow its libcuda")
     for item in items:
+        if "dryrun" in item.keywords:
+            if not dry_process or INTERPRETING:
+                item.add_marker(skip_dry)
+            elif torch.cuda.is_available():
+                item.add_marker(skip_dry_gpu)
+            continue
         interp = "interpret" in item.keywords
         if interp and not INTERPRETING:
             item.add_marker(skip_interp)

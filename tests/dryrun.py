@@ -157,6 +157,26 @@ def recording():
     assert stub_launches() - before == len(made), "a recorded launch did not reach cuLaunchKernelEx"
 
 
+def compiled_kernels():
+    """[(kernel name, arch, CompiledKernel)] of every specialisation the Triton JIT compiled in this process."""
+    from triton.runtime.jit import JITFunction
+
+    import n2n_fast.triton.loss
+    import n2n_fast.triton.loss_backward
+    import n2n_fast.triton.loss_fused
+    import n2n_fast.triton.noise
+    import n2n_fast.triton.philox
+
+    found = []
+    for module in (n2n_fast.triton.loss, n2n_fast.triton.loss_backward, n2n_fast.triton.loss_fused,
+                   n2n_fast.triton.noise, n2n_fast.triton.philox):
+        for name, value in vars(module).items():
+            if isinstance(value, JITFunction) and value.__module__ == module.__name__:
+                for device, (kernels, *_rest) in value.device_caches.items():
+                    found.extend((name, ARCH_OF_DEVICE[device], kernel) for kernel in kernels.values())
+    return found
+
+
 def host_seconds(fn, repeat=20):
     """Median wall time of fn() (host work only: launches are no-ops), after one warm-up call."""
     fn()

@@ -1,10 +1,13 @@
 """The one dispatch point: priority order, forcing by argument and environment, and refusal reports."""
+import io
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+
+import n2n_fast
 
 from n2n_fast import _backend
 
@@ -23,7 +26,7 @@ def test_forced_backend_that_cannot_serve_lists_every_refusal():
 
 
 def test_table_reports_reasons():
-    rows = dict(_backend.table("cpu")["philox"])
+    rows = {name: why for name, why, _ in _backend.table("cpu")["philox"]}
     assert rows["reference"] is None and rows["extension"] is None and "CUDA tensors" in rows["triton"]
 
 
@@ -74,6 +77,43 @@ def test_package_imports_without_triton_and_extension():
 def test_extension_without_cuda_kernel_refuses_cuda_tensors():
     """noisy_pair has only a C++ CPU kernel (Triton serves CUDA): without Triton a CUDA tensor must fall back to
     the reference, not reach a CPU-only op."""
-    rows = dict(_backend.table("cuda")["noisy_pair"])
+    rows = {name: why for name, why, _ in _backend.table("cuda")["noisy_pair"]}
     assert rows["extension"] == "the extension has no CUDA kernel for n2n_fast::noisy_pair (CPU only)"
     assert rows["reference"] is None
+
+
+@pytest.fixture
+def triton_on_cpu():
+    """The dry run's documented hook, without the dry run: Triton is chosen for CPU tensors (nothing launches)."""
+    pytest.importorskip("triton")
+    _backend.serve_cpu_with_triton(True)
+    yield
+    _backend.serve_cpu_with_triton(False)
+
+
+def test_dispatch_refuses_a_dtype_no_kernel_accepts_with_its_reason(triton_on_cpu):
+    pred = torch.zeros(2, 3, 4, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="triton: pred: dtype float64 is not accepted "
+                                           "\\(accepts float32, bfloat16, float16\\)"):
+        _backend.choose("loss", "cpu", "triton", pred=pred, target=pred)
+    assert _backend.choose("loss", "cpu", pred=pred, target=pred)[0] == "reference"  # float64 keeps its precision
+    assert _backend.choose("loss", "cpu", pred=pred.float(), target=pred)[0] == "reference"  # either argument
+    assert _backend.choose("loss", "cpu", pred=pred.float(), target=pred.bfloat16())[0] == "triton"
+
+
+def test_dispatch_sees_rank_and_batch_limits(triton_on_cpu):
+    clean = torch.zeros(70000, 1, 1, 1)
+    assert _backend.choose("n2n_loss", "cpu", pred=clean, clean=clean)[0] == "reference"
+    with pytest.raises(RuntimeError, match="batch 70000 exceeds the kernel's limit of 65535"):
+        _backend.choose("n2n_loss", "cpu", "triton", pred=clean, clean=clean)
+    flat = torch.zeros(3, 4)
+    with pytest.raises(RuntimeError, match="rank 2 is not accepted \\(accepts 4\\)"):
+        _backend.choose("n2n_loss", "cpu", "triton", pred=flat, clean=flat)
+    with pytest.raises(RuntimeError, match="out_dtype: dtype float64 is not accepted"):
+        _backend.choose("noisy_pair", "cpu", "triton", clean=clean, out_dtype=torch.float64)
+
+
+def test_info_shows_what_each_backend_accepts():
+    text = n2n_fast.info(file=io.StringIO())
+    assert "[accepts: pred float32/bfloat16/float16; target float32/bfloat16/float16]" in text
+    assert "[accepts: pred float32/bfloat16/float16/float64; target float32/bfloat16/float16/float64]" in text

@@ -94,9 +94,9 @@ def test_reference_hdr_gradient_ignores_denominator():
 @pytest.mark.parametrize("kind,params", KINDS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_triton_matches_truth_dtypes_and_masks(kind, params, reduction, gen, monkeypatch):
-    from n2n_fast.triton import loss as fast
+    from n2n_fast.triton import buffers, loss as fast
 
-    monkeypatch.setattr(fast, "POISON", True)
+    monkeypatch.setattr(buffers, "POISON", True)
     for dtypes in DTYPES:
         pred, target = _inputs(gen, dtypes=dtypes)
         pixels = torch.rand((SHAPE[0], 1) + SHAPE[2:], generator=gen) > 0.4
@@ -109,9 +109,9 @@ def test_triton_matches_truth_dtypes_and_masks(kind, params, reduction, gen, mon
 @pytest.mark.parametrize("kind,params", KINDS)
 def test_triton_layouts(kind, params, gen, monkeypatch):
     """Dense permuted and channels_last inputs are read in place, strided views are copied; masks follow."""
-    from n2n_fast.triton import loss as fast
+    from n2n_fast.triton import buffers, loss as fast
 
-    monkeypatch.setattr(fast, "POISON", True)
+    monkeypatch.setattr(buffers, "POISON", True)
     pred, target = _inputs(gen, (3, 5, 9, 7))
     pixels = torch.rand((3, 1, 9, 7), generator=gen) > 0.5
     cases = [

@@ -39,9 +39,9 @@ def _by_definition(pred, clean, noise, kind, params, reduction, mask=None):
 @pytest.mark.parametrize("noise", MODELS, ids=lambda m: type(m).__name__)
 @pytest.mark.parametrize("kind,params", KINDS)
 def test_fused_equals_noisy_pair_then_loss(noise, kind, params, gen, monkeypatch):
-    from n2n_fast.triton import loss as plain
+    from n2n_fast.triton import buffers
 
-    monkeypatch.setattr(plain, "POISON", True)
+    monkeypatch.setattr(buffers, "POISON", True)
     clean = torch.rand(SHAPE, generator=gen)
     cases = [(torch.float32, "mean", None), (torch.bfloat16, "sum", None), (torch.float16, "none", None),
              (torch.float32, "mean", torch.rand((2, 1, 7, 9), generator=gen) > 0.3)]

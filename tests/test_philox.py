@@ -81,3 +81,17 @@ def test_gpu_paths_match_reference(gen):
     for backend in ("triton", "extension"):
         _, fn = _backend.choose("philox", "cuda", backend=backend)
         assert torch.equal(fn(counters.cuda(), 99).cpu(), expected), backend
+
+
+@pytest.mark.gpu
+def test_gpu_paths_read_misaligned_views(gen):
+    """A contiguous view 4 bytes past a 16-byte boundary: the extension's uint4 loads need a realigned copy."""
+    flat = _random_counters(gen, 1001).reshape(-1)
+    counters = flat[1:1 + 4 * 1000].reshape(1000, 4)
+    expected = philox_words(counters, 5)
+    device_flat = flat.cuda()
+    view = device_flat[1:1 + 4 * 1000].reshape(1000, 4)
+    assert view.data_ptr() % 16 != 0
+    for backend in ("triton", "extension"):
+        _, fn = _backend.choose("philox", "cuda", backend=backend)
+        assert torch.equal(fn(view, 5).cpu(), expected), backend

@@ -269,3 +269,17 @@ def test_demo_writes_figure_and_table(tmp_path):
     figure = n2n_fast.read_image(tmp_path / "demo.png")[0]
     assert figure.shape[1] == 4 * 600 and figure.shape[2] == 3  # noisy | N2N | N2C | clean, widest is coffee
     assert "| mean |" in (tmp_path / "psnr.md").read_text() and (tmp_path / "psnr.csv").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_defaults_track_float32(tmp_path, small):
+    """train() with its defaults on CUDA (bf16 autocast, channels_last, the fused Triton objective) against the same
+    20 steps in float32. One bf16 step perturbs the loss by about 2**-8 relative (8-bit mantissa of the activations,
+    float32 accumulation); over 20 steps the trajectories drift apart slowly, so each step's loss must agree within
+    5% (a loss computed on the wrong target or without noise would be off by far more: its scale is sigma**2)."""
+    args = dict(data=small, noise=Gaussian(0.1), steps=20, batch_size=2, crop=32, features=8, progress=False,
+                plot=False, log_every=1, device="cuda")
+    fast = n2n_fast.train(out_dir=tmp_path / "defaults", **args)
+    exact = n2n_fast.train(out_dir=tmp_path / "fp32", precision="float32", channels_last=False, **args)
+    assert fast.model.enc_conv0.weight.dtype == torch.float32  # autocast, not a bf16 model
+    np.testing.assert_allclose([r["loss"] for r in fast.history], [r["loss"] for r in exact.history], rtol=0.05)

@@ -4,6 +4,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdint>
+
 #include "philox.h"
 
 namespace n2n_fast {
@@ -20,7 +22,10 @@ at::Tensor philox_cuda(const at::Tensor& counters, int64_t seed) {
   TORCH_CHECK(counters.scalar_type() == at::kInt, "philox: counters must be int32, got ", counters.scalar_type());
   TORCH_CHECK(counters.dim() >= 1 && counters.size(-1) == 4, "philox: counters must have last dimension 4");
   const c10::cuda::CUDAGuard guard(counters.device());
-  const at::Tensor in = counters.contiguous();
+  at::Tensor in = counters.contiguous();
+  // The kernel reads each counter as one uint4, which needs 16-byte alignment; a contiguous view with a storage
+  // offset (a slice of a flat buffer) may not have it. A fresh copy does (the caching allocator aligns to 512 B).
+  if (reinterpret_cast<std::uintptr_t>(in.data_ptr()) % alignof(uint4) != 0) in = in.clone();
   at::Tensor out = at::empty_like(in);
   const int64_t n = in.numel() / 4;
   if (n == 0) return out;

@@ -1,7 +1,7 @@
 """Python side of the extension's `n2n_fast::noisy_pair` op (C++ CPU kernel, csrc/cpu/noise.cpp)."""
 import torch
 
-from .. import noise as nz
+from .. import conventions as nz
 
 
 @torch.library.register_fake("n2n_fast::noisy_pair")
@@ -9,15 +9,9 @@ def _noisy_pair_fake(clean, model, params, seed, step, index, out_dtype):
     return nz.empty_pair_like(clean, model, out_dtype)
 
 
-
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
-    """(y0, y1, keep or None) for a validated (B, C, H, W) batch on the CPU (the backend entry of n2n_fast.noise)."""
-    if clean.device.type != "cpu":
-        from .. import _backend
-
-        raise RuntimeError(
-            f"noisy_pair: the extension's kernel serves CPU tensors only, got a {clean.device.type} tensor; CUDA "
-            f"tensors are served by Triton ({_backend.triton_reason() or 'available'}) or backend='reference'")
+    """(y0, y1, keep or None) for a validated (B, C, H, W) batch on the CPU (the backend entry of n2n_fast.noise;
+    the dispatch never sends CUDA tensors here: the op has no CUDA kernel)."""
     y0, y1, keep = torch.ops.n2n_fast.noisy_pair(clean, noise.code, list(noise.levels()), nz.signed_seed(seed), step,
                                                  index, out_dtype)
     return y0, y1, (keep if noise.code == nz.BERNOULLI else None)

@@ -2,8 +2,6 @@
 import torch
 
 
-
-
 @torch.library.register_fake("n2n_fast::philox")
 def _philox_fake(counters, seed):
     return torch.empty_like(counters)

@@ -16,8 +16,9 @@ nothing, and a NaN would end the training run.
 """
 import torch
 
-KINDS = ("l2", "l1", "l0", "hdr")
-REDUCTIONS = ("mean", "sum", "none")
+from ..conventions import LOSS_KINDS
+from .noise import noisy_pair
+
 
 
 def compute_dtype(*tensors):
@@ -38,7 +39,7 @@ def elementwise(pred, target, kind, gamma=0.0, eps=0.0):
         return (d.abs() + eps) ** gamma
     if kind == "hdr":
         return d * d / (p.detach() + eps) ** 2
-    raise ValueError(f"kind: unknown loss kind {kind!r}; accepted: {', '.join(KINDS)}")
+    raise ValueError(f"kind: unknown loss kind {kind!r}; accepted: {', '.join(LOSS_KINDS)}")
 
 
 def reduce(values, mask, reduction):
@@ -65,9 +66,7 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", r
              eps=0.0):
     """The `n2n_loss` op, unfused: the target is copy 1 of the reference noisy_pair, written to memory, then
     `loss`. With Bernoulli noise the target's kept-pixel mask is applied (ANDed with `mask` when both are given)."""
-    from ..noise import noisy_pair
-
-    pair = noisy_pair(clean, noise, seed=seed, step=step, index=index, backend="reference", check_finite=False)
-    if len(pair) == 3:  # Bernoulli: (y0, y1, keep of y1)
-        mask = pair[2] if mask is None else mask & pair[2]
-    return loss(pred, pair[1], mask, kind=kind, reduction=reduction, gamma=gamma, eps=eps)
+    _, target, keep = noisy_pair(clean, noise, seed=seed, step=step, index=index)
+    if keep is not None:  # Bernoulli: the target's kept pixels
+        mask = keep if mask is None else mask & keep
+    return loss(pred, target, mask, kind=kind, reduction=reduction, gamma=gamma, eps=eps)

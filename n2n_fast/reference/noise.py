@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .. import noise as nz
+from .. import conventions as nz
 from .philox import philox4x32
 
 _U24 = 2.0**-24

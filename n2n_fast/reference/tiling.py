@@ -8,7 +8,7 @@ import math
 import torch
 
 from ..padding import mirror_index
-from ..tiling_plan import MODES
+from ..conventions import BLEND_MODES as MODES
 
 WINDOW_FLOOR = 1e-3  # csrc/tiling.h kWindowFloor
 GAUSSIAN_SIGMA_FRACTION = 0.125  # csrc/tiling.h kGaussianSigmaFraction

@@ -26,23 +26,16 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference import loss as reference
+from ..conventions import KIND_CODE
+from .buffers import in_layout, output
+from .device import on_device
 from .loss_backward import EagerLoss, backward, setup_context
 
-KIND_CODE = {"l2": 0, "l1": 1, "l0": 2, "hdr": 3}
 MASK_NONE, MASK_FULL, MASK_ROWS = 0, 1, 2  # no mask; one mask element per element; (B,1,...) mask shared by C rows
 BLOCK = 4096  # elements per program: 16 per thread at 8 warps, i.e. four 128-bit loads of fp32
 NUM_WARPS = 8
 FINISH_BLOCK = 1024
 MAX_GRID_ROWS = 65535  # CUDA limit of grid dimension 1
-POISON = False  # tests set it: every output buffer starts as NaN (-1 for counts) so unwritten elements show
-
-
-def output(buffer):
-    """A freshly allocated output buffer, poisoned when POISON is set."""
-    if POISON and buffer.numel():
-        buffer.fill_(float("nan") if buffer.is_floating_point() else -1)
-    return buffer
 
 
 @triton.jit
@@ -150,13 +143,6 @@ def _finish_kernel(
         tl.store(scale_ptr, 1.0)
 
 
-def like(layout, x):
-    """x in the memory layout of the dense (meta) tensor `layout`; no copy when it already is."""
-    if x.shape == layout.shape and x.stride() == layout.stride():
-        return x
-    return torch.empty_like(layout, dtype=x.dtype, device=x.device).copy_(x)
-
-
 def mask_mode(mask, grad):
     """(mode, mask as uint8 in the layout the kernel reads, rows, cols, channels) for `grad`'s layout."""
     if mask is None:
@@ -167,14 +153,14 @@ def mask_mode(mask, grad):
         if grad.is_contiguous() and mask.is_contiguous() and rows <= MAX_GRID_ROWS:
             return MASK_ROWS, mask.view(torch.uint8), rows, grad.numel() // rows, channels
     # any other broadcast, channels_last or a huge B*C: expand it (1 byte/element, cheaper than a strided kernel)
-    return MASK_FULL, like(grad, mask.expand(grad.shape)).view(torch.uint8), 1, grad.numel(), 1
+    return MASK_FULL, in_layout(grad, mask.expand(grad.shape)).view(torch.uint8), 1, grad.numel(), 1
 
 
 def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
     """Run the loss kernels: (loss, grad or empty, scale); loss is 0-d unless reduction == "none"."""
     layout = torch.empty_like(pred, device="meta")  # pred's layout made dense; what empty_like gives the grad
     grad = output(torch.empty_like(pred)) if need_grad else pred.new_empty((0,))
-    pred_w, target_w = like(layout, pred), like(layout, target)
+    pred_w, target_w = in_layout(layout, pred), in_layout(layout, target)
     mode, mask_w, rows, cols, channels = mask_mode(mask, layout)
     grid = (triton.cdiv(cols, BLOCK), rows)
     programs = grid[0] * grid[1]
@@ -188,11 +174,12 @@ def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
     else:
         values = output(torch.empty_like(pred, dtype=torch.float32))
     dummy = pred_w  # unused pointer arguments still need a tensor
-    _loss_kernel[grid](
-        pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy,
-        values if not reduce_ else dummy, partials if reduce_ else dummy, counts if counts.numel() else dummy,
-        cols, channels, float(gamma), float(eps), bool(need_grad),
-        KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    with on_device(pred):
+        _loss_kernel[grid](
+            pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy,
+            values if not reduce_ else dummy, partials if reduce_ else dummy, counts if counts.numel() else dummy,
+            cols, channels, float(gamma), float(eps), bool(need_grad),
+            KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK, num_warps=NUM_WARPS)
     scale = torch.ones((), dtype=torch.float32, device=pred.device)
     if not reduce_:
         return values, grad, scale
@@ -224,10 +211,9 @@ def needs_grad(*tensors):
 
 
 def loss(pred, target, mask=None, *, kind="l2", reduction="mean", gamma=0.0, eps=0.0):
-    """The `loss` op on Triton (CUDA tensors; CPU tensors under TRITON_INTERPRET=1). float64 inputs go to the
-    reference: the kernel accumulates in float32 and would silently drop the precision the caller asked for."""
-    if pred.dtype == torch.float64 or target.dtype == torch.float64:
-        return reference.loss(pred, target, mask, kind=kind, reduction=reduction, gamma=gamma, eps=eps)
+    """The `loss` op on Triton (CUDA tensors; CPU tensors under the interpreter or the dry run). The dispatch
+    (n2n_fast/_backend.py) sends only the dtypes the kernel accumulates in float32: float64 goes to the reference,
+    which keeps the precision the caller asked for."""
     args = (pred, target, mask, kind, reduction, float(gamma), float(eps), needs_grad(pred, target))
     if torch.compiler.is_compiling():
         return _loss_op(*args)[0]

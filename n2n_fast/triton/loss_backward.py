@@ -11,6 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
+from .buffers import in_layout, output
+from .device import on_device
+
 BLOCK = 4096
 NUM_WARPS = 8
 
@@ -37,17 +40,16 @@ def _scale_grad_kernel(
 
 def scale_grad_eager(grad, grad_loss, scale):
     """grad * grad_loss * scale (0-d grad_loss) or grad * grad_loss (grad_loss shaped like grad), float32 math."""
-    from .loss import like, output
-
     out = output(torch.empty_like(grad))
     per_element = grad_loss.dim() > 0
     grad_loss = grad_loss.float()
     if per_element:  # autograd may hand an expanded (stride 0) or differently laid out grad_output
-        grad_loss = like(torch.empty_like(grad, device="meta"), grad_loss)
+        grad_loss = in_layout(torch.empty_like(grad, device="meta"), grad_loss)
     if grad.numel():
-        _scale_grad_kernel[(triton.cdiv(grad.numel(), BLOCK),)](grad, grad_loss, scale, out, grad.numel(),
-                                                               PER_ELEMENT=per_element, BLOCK=BLOCK,
-                                                               num_warps=NUM_WARPS)
+        with on_device(grad):
+            _scale_grad_kernel[(triton.cdiv(grad.numel(), BLOCK),)](grad, grad_loss, scale, out, grad.numel(),
+                                                                   PER_ELEMENT=per_element, BLOCK=BLOCK,
+                                                                   num_warps=NUM_WARPS)
     return out
 
 

@@ -17,20 +17,19 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference import loss as reference
+from ..conventions import BERNOULLI, INPUT_SCALE, KIND_CODE, POISSON, POISSON_GAUSSIAN, signed_seed
+from .buffers import output
+from .device import on_device
 from . import loss as plain
 from .loss_backward import EagerLoss, backward, setup_context
 from .noise_models import noisy_pair_values
 
-MAX_BATCH = 65535  # grid dimension 1 holds the sample; larger batches take the unfused path
 NUM_WARPS = 4
 
 
 def block_size(model):
     """Elements per program: 8 per thread (two 128-bit fp32 loads), 4 for the Poisson models, whose rejection
     sampler keeps so many values live that 8 per thread spill on sm_80 (ptxas: 255 registers + 536 B spilled)."""
-    from ..noise import POISSON, POISSON_GAUSSIAN
-
     return 512 if model in (POISSON, POISSON_GAUSSIAN) else 1024
 
 
@@ -42,7 +41,9 @@ def channel_of(pos, pixels):
     return (pos.to(tl.uint32) // divisor).to(tl.int64)
 
 
-@triton.jit
+# seed, step and index vary from call to call: an int equal to 1 would otherwise compile its own specialisation
+# (step 1 of every run recompiled the kernel; found by the dry run, tests/test_dryrun.py)
+@triton.jit(do_not_specialize=["seed", "step", "index"])
 def _n2n_loss_kernel(
     pred_ptr,  # (B, C*H*W) contiguous, any float dtype
     clean_ptr,  # (B, C*H*W) contiguous, float or uint8/uint16 (scaled by in_scale)
@@ -118,34 +119,33 @@ def is_channels_last(pred):
 
 def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad):
     """Run the fused kernel on 4-D tensors: (loss, grad or empty, scale) like triton/loss.py's launch."""
-    from ..noise import BERNOULLI, INPUT_SCALE
-
     nhwc = is_channels_last(pred)
     pred_c, clean_c = (pred if nhwc else pred.contiguous()), clean.contiguous()
     batch, cols = pred.shape[0], pred[0].numel()
     has_mask = mask is not None
     mask_c = mask.expand(pred.shape).contiguous().view(torch.uint8) if has_mask else pred_c
     masked = has_mask or model == BERNOULLI
-    grad = plain.output(torch.empty_like(pred_c)) if need_grad else pred.new_empty((0,))
+    grad = output(torch.empty_like(pred_c)) if need_grad else pred.new_empty((0,))
     block = block_size(model)
     grid = (triton.cdiv(cols, block), batch)
     programs = grid[0] * grid[1]
     reduce_ = reduction != "none"
     device = pred.device
-    values = plain.output(torch.empty(pred.shape if not reduce_ else (0,), dtype=torch.float32, device=device))
-    partials = plain.output(torch.empty(programs if reduce_ else 0, dtype=torch.float32, device=device))
-    counts = plain.output(torch.empty(programs if reduce_ and masked else 0, dtype=torch.int32, device=device))
+    values = output(torch.empty(pred.shape if not reduce_ else (0,), dtype=torch.float32, device=device))
+    partials = output(torch.empty(programs if reduce_ else 0, dtype=torch.float32, device=device))
+    counts = output(torch.empty(programs if reduce_ and masked else 0, dtype=torch.int32, device=device))
     dummy = pred_c  # pointer arguments a flag leaves unused still need a tensor
-    _n2n_loss_kernel[grid](
-        pred_c, clean_c, mask_c, grad if need_grad else dummy, values if not reduce_ else dummy,
-        partials if reduce_ else dummy, counts if counts.numel() else dummy,
-        cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
-        step, index, *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked, nhwc,
-        KIND=plain.KIND_CODE[kind], MODEL=model, BLOCK=block, num_warps=NUM_WARPS)
+    with on_device(pred):
+        _n2n_loss_kernel[grid](
+            pred_c, clean_c, mask_c, grad if need_grad else dummy, values if not reduce_ else dummy,
+            partials if reduce_ else dummy, counts if counts.numel() else dummy,
+            cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
+            step, index, *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked, nhwc,
+            KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, num_warps=NUM_WARPS)
     scale = torch.ones((), dtype=torch.float32, device=device)
     if not reduce_:
         return values, grad, scale
-    out, scale = plain.output(torch.empty_like(scale)), plain.output(scale)
+    out, scale = output(torch.empty_like(scale)), output(scale)
     plain._finish_kernel[(1,)](partials, counts if counts.numel() else partials, programs, pred.numel(), out, scale,
                                MEAN=reduction == "mean", MASKED=masked, BLOCK=plain.FINISH_BLOCK)
     return out, grad, scale
@@ -177,14 +177,10 @@ _n2n_loss_op.register_autograd(backward, setup_context=_setup_context)
 
 def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", reduction="mean", gamma=0.0,
              eps=0.0):
-    """The `n2n_loss` op on Triton (validated arguments; see n2n_fast.loss.n2n_loss). float64 pred and batches
-    above 65535 samples take the unfused reference path."""
-    if pred.dtype == torch.float64 or pred.shape[0] > MAX_BATCH or pred.dim() != 4:
-        return reference.n2n_loss(pred, clean, noise, seed=seed, step=step, index=index, mask=mask, kind=kind,
-                                  reduction=reduction, gamma=gamma, eps=eps)
+    """The `n2n_loss` op on Triton (validated arguments; see n2n_fast.loss.n2n_loss). The dispatch sends only
+    4-D float32/bf16/fp16 pred with at most 65535 samples (grid dimension 1 holds the sample)."""
     if torch.compiler.is_compiling():
-        signed_seed = seed - 2**64 if seed >= 2**63 else seed
-        return _n2n_loss_op(pred, clean, mask, noise.code, list(noise.levels()), signed_seed, step, index, kind,
+        return _n2n_loss_op(pred, clean, mask, noise.code, list(noise.levels()), signed_seed(seed), step, index, kind,
                             reduction, float(gamma), float(eps), plain.needs_grad(pred))[0]
     args = (pred, clean, mask, noise.code, list(noise.levels()), seed, step, index, kind, reduction, float(gamma),
             float(eps), plain.needs_grad(pred))

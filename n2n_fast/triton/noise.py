@@ -10,7 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import noise as nz
+from .. import conventions as nz
+from .device import on_device
 from .noise_models import BERNOULLI, noisy_pair_values
 
 _TL_OUT = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
@@ -51,7 +52,9 @@ def _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high
     return tl.reshape(tl.join(y0_e, y0_o), (N,)), tl.reshape(tl.join(y1_e, y1_o), (N,))
 
 
-@triton.jit
+# seed, step and index vary from call to call: an int equal to 1 would otherwise compile its own specialisation
+# (step 1 of every run recompiled the kernel; found by the dry run, tests/test_dryrun.py)
+@triton.jit(do_not_specialize=["seed", "step", "index", "blocks_per_sample"])
 def _noisy_pair_kernel(
     clean_ptr,  # (B, C, H, W) contiguous: float32 / float16 / bfloat16 / uint8 / uint16
     y0_ptr,  # (B, C, H, W) OUT_DTYPE: input copy
@@ -99,13 +102,16 @@ def _noisy_pair_kernel(
 
 
 def block_size(dtype, model):
-    """(BLOCK, CHUNKS, LEAN): each of the 4 warps' threads loads 16 bytes (one 128-bit load) or more. Poisson
-    models compute 4 elements per thread at a time (CHUNKS rounds), and with 1-byte input also run their rejection
-    loops one copy at a time (LEAN): the settings under which ptxas spills nothing on sm_80 and sm_90
-    (tests/test_noise.py compiles each)."""
+    """(BLOCK, CHUNKS, LEAN): each of the 4 warps' threads loads 16 bytes (one 128-bit load) or more, but 8 for
+    Poisson models with 1-byte input. Poisson models compute 4 elements per thread at a time (CHUNKS rounds): the
+    settings under which ptxas spills nothing on sm_80 and sm_90 (tests/test_noise.py compiles each,
+    tests/test_dryrun.py every specialisation the runtime picks). LEAN (rejection loops one copy at a time) spilled
+    in the runtime's specialisations for sizes not divisible by 16 and is off."""
     if model in (nz.POISSON, nz.POISSON_GAUSSIAN):
-        block = 128 * 16 // dtype.itemsize
-        return block, block // 512, block // 512 == 4
+        # 1-byte input: 8 bytes per thread, not 16. With 16 (4 rounds, LEAN) the specialisation the runtime picks
+        # for sizes not divisible by 16 spilled 52 B on sm_90 (found by the dry run); Poisson is compute-bound.
+        block = 128 * 16 // max(dtype.itemsize, 2)
+        return block, block // 512, False
     return (2048 if dtype.itemsize == 1 else 1024), 1, False
 
 
@@ -125,11 +131,12 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     if grid[0] >= 2**31:
         raise ValueError(f"clean: batch too large for one launch ({grid[0]} programs of {block} elements)")
     a_low, a_high, b_low, b_high = params
-    _noisy_pair_kernel[grid](
-        clean, y0, y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step,
-        a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
-        MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block,
-        CHUNKS=chunks, LEAN=lean, num_warps=4)
+    with on_device(clean):
+        _noisy_pair_kernel[grid](
+            clean, y0, y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step,
+            a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
+            MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block,
+            CHUNKS=chunks, LEAN=lean, num_warps=4)
     return y0, y1, keep
 
 

@@ -27,7 +27,7 @@ n2n_fast/reference/noise.py operation for operation; divisions use div_rn so the
 import triton
 import triton.language as tl
 
-from .. import noise as nz
+from .. import conventions as nz
 
 # n2n_fast.noise constants as constexpr globals (the only kind of global a jit function may read).
 GAUSSIAN = tl.constexpr(nz.GAUSSIAN)

@@ -7,6 +7,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .device import on_device
+
 
 @triton.jit
 def _philox_words_kernel(
@@ -36,5 +38,6 @@ def philox_words(counters, seed, block=256):
     out = torch.empty_like(counters)
     n = counters.numel() // 4
     if n:
-        _philox_words_kernel[(triton.cdiv(n, block),)](counters, out, n, seed, BLOCK=block)
+        with on_device(counters):
+            _philox_words_kernel[(triton.cdiv(n, block),)](counters, out, n, seed, BLOCK=block)
     return out

@@ -1,0 +1,229 @@
+"""The GPU dry run (tests/dryrun.py): every Triton-served op and train() through Triton's real compiler and launcher.
+
+Runs in its own pytest process: `pytest -m dryrun tests/` (the stub libcuda and the fake driver change the whole
+process). The cases come from the dispatch's table of what each op accepts (n2n_fast/_backend.py OPS), not from a
+hand-picked list, so a dtype added there is compiled here. Values are never checked (no kernel runs): the
+interpreter tests do that. What is checked is what the interpreter cannot: Triton's typing rules, every real
+specialisation (dtypes, alignment, ints equal to 1), the launcher's argument binding, spills by ptxas -v, and the
+launches train() makes.
+"""
+import concurrent.futures
+import itertools
+import os
+
+import pytest
+import torch
+
+import n2n_fast
+from n2n_fast import _backend
+from n2n_fast.noise import MODELS
+
+pytestmark = pytest.mark.dryrun
+
+SHAPE = (2, 3, 17, 19)  # odd sizes: a partial block, no divisibility-by-16 specialisation of the sizes
+LOSS_KINDS = ("l2", "l1", "l0", "hdr")
+KIND_ARGS = {"l2": {}, "l1": {}, "l0": {"gamma": 1.5}, "hdr": {}}
+FIXED = {"Gaussian": (0.1,), "Poisson": (30.0,), "PoissonGaussian": (30.0, 0.02), "Bernoulli": (0.3,),
+         "Impulse": (0.2,)}
+RANGES = {"Gaussian": ((0.0, 0.2),), "Poisson": ((5.0, 50.0),), "PoissonGaussian": ((5.0, 50.0), (0.0, 0.05)),
+          "Bernoulli": ((0.1, 0.5),), "Impulse": ((0.1, 0.5),)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dry_run():
+    import dryrun
+
+    dryrun.install()
+    return dryrun
+
+
+def _accepted(op, argument):
+    """Dtypes the Triton implementation of `op` accepts for `argument` (the dispatch's table)."""
+    triton_impl = next(impl for impl in _backend.OPS[op] if impl.backend == "triton")
+    return dict(triton_impl.accepts.dtypes)[argument]
+
+
+def _sample(dtype, shape=SHAPE):
+    if dtype in (torch.uint8, torch.uint16):
+        return torch.randint(0, 255, shape, dtype=torch.int32).to(dtype)
+    return torch.rand(shape).to(dtype)
+
+
+def _kernels(launches):
+    return [launch.kernel for launch in launches]
+
+
+def _check_served_by_triton(op, **inputs):
+    assert _backend.choose(op, "cpu", **inputs)[0] == "triton", f"{op} is not served by Triton in the dry run"
+
+
+# ---------------------------------------------------------------- ops, every case of the table, sm_90
+
+LOSS_CASES = [(p, t) for p in _accepted("loss", "pred") for t in _accepted("loss", "target")]
+
+
+@pytest.mark.parametrize("pred_dtype,target_dtype", LOSS_CASES, ids=str)
+def test_losses_every_dtype_pair_and_kind(dry_run, pred_dtype, target_dtype):
+    target = _sample(target_dtype)
+    _check_served_by_triton("loss", pred=target.to(pred_dtype), target=target)
+    for kind in LOSS_KINDS:
+        pred = _sample(pred_dtype).requires_grad_()
+        with dry_run.recording() as made:
+            getattr(n2n_fast, f"{kind}_loss")(pred, target, **KIND_ARGS[kind]).backward()
+        assert _kernels(made) == ["_loss_kernel", "_finish_kernel", "_scale_grad_kernel"]
+        assert made[0].dtypes[:2] == (str(pred_dtype), str(target_dtype))
+
+
+@pytest.mark.parametrize("pred_dtype", _accepted("loss", "pred"), ids=str)
+def test_losses_masks_and_reductions(dry_run, pred_dtype):
+    target = _sample(torch.float32)
+    masks = {"none": None, "full": torch.rand(SHAPE) > 0.5, "rows": torch.rand(SHAPE[0], 1, *SHAPE[2:]) > 0.5}
+    for (mask_name, mask), reduction in itertools.product(masks.items(), ("mean", "sum", "none")):
+        pred = _sample(pred_dtype).requires_grad_()
+        with dry_run.recording() as made:
+            value = n2n_fast.l1_loss(pred, target, mask=mask, reduction=reduction)
+            value.backward(torch.ones_like(value))
+        expected = ["_loss_kernel", "_scale_grad_kernel"]
+        if reduction != "none":
+            expected.insert(1, "_finish_kernel")
+        assert _kernels(made) == expected, (mask_name, reduction)
+
+
+NOISE_CASES = [(c, o) for c in _accepted("noisy_pair", "clean") for o in _accepted("noisy_pair", "out_dtype")]
+
+
+@pytest.mark.parametrize("clean_dtype,out_dtype", NOISE_CASES, ids=str)
+def test_noisy_pair_every_dtype_and_model(dry_run, clean_dtype, out_dtype):
+    clean = _sample(clean_dtype)
+    _check_served_by_triton("noisy_pair", clean=clean, out_dtype=out_dtype)
+    levels = (FIXED, RANGES) if (clean_dtype, out_dtype) == (torch.float32, torch.float32) else (FIXED,)
+    for model, table in itertools.product(MODELS, levels):
+        noise = model(*table[model.__name__])
+        with dry_run.recording() as made:
+            pair = n2n_fast.noisy_pair(clean, noise, seed=7, step=3, index=5, out_dtype=out_dtype)
+            single = n2n_fast.add_noise(clean, noise, seed=7, step=3, stream=1, out_dtype=out_dtype)
+        assert _kernels(made) == ["_noisy_pair_kernel"] * 2
+        assert pair[0].dtype == single.dtype == out_dtype and made[0].dtypes[:3] == (str(clean_dtype),) + (
+            str(out_dtype),) * 2
+
+
+@pytest.mark.parametrize("pred_dtype", _accepted("n2n_loss", "pred"), ids=str)
+def test_n2n_loss_every_kind_model_and_pred_dtype(dry_run, pred_dtype):
+    """The fused objective: the case that failed to compile for bf16/fp16 pred (grad retyped inside a branch)."""
+    clean = _sample(torch.float32)
+    _check_served_by_triton("n2n_loss", pred=clean.to(pred_dtype), clean=clean)
+    for kind, model in itertools.product(LOSS_KINDS, MODELS):
+        pred = _sample(pred_dtype).requires_grad_()
+        noise = model(*FIXED[model.__name__])
+        with dry_run.recording() as made:
+            n2n_fast.n2n_loss(pred, clean, noise, seed=3, step=1, kind=kind, **KIND_ARGS[kind]).backward()
+        assert _kernels(made) == ["_n2n_loss_kernel", "_finish_kernel", "_scale_grad_kernel"], (kind, model)
+        assert made[0].dtypes[:2] == (str(pred_dtype), "torch.float32")
+
+
+@pytest.mark.parametrize("clean_dtype", _accepted("n2n_loss", "clean"), ids=str)
+def test_n2n_loss_every_clean_dtype_layout_mask_and_reduction(dry_run, clean_dtype):
+    clean = _sample(clean_dtype)
+    mask = torch.rand(SHAPE[0], 1, *SHAPE[2:]) > 0.5
+    for layout, (masked, reduction) in itertools.product(
+            (torch.contiguous_format, torch.channels_last), ((None, "mean"), (mask, "sum"), (None, "none"))):
+        pred = _sample(torch.bfloat16).contiguous(memory_format=layout).requires_grad_()
+        with dry_run.recording() as made:
+            value = n2n_fast.n2n_loss(pred, clean, n2n_fast.Gaussian((0.0, 0.2)), seed=3, step=1, mask=masked,
+                                      reduction=reduction)
+            value.backward(torch.ones_like(value))
+        assert made[0].kernel == "_n2n_loss_kernel" and made[0].dtypes[1] == str(clean_dtype)
+
+
+def test_philox_words(dry_run):
+    counters = torch.randint(0, 2**31 - 1, (37, 4), dtype=torch.int32)
+    _check_served_by_triton("philox", counters=counters)
+    with dry_run.recording() as made:
+        _backend.choose("philox", "cpu", counters=counters)[1](counters, 11)
+    assert _kernels(made) == ["_philox_words_kernel"]
+
+
+# ---------------------------------------------------------------- representative cases for sm_80
+
+def test_representative_cases_for_sm80(dry_run):
+    clean = _sample(torch.uint8)
+    with dry_run.target(80), dry_run.recording() as made:
+        for model in MODELS:
+            noise = model(*FIXED[model.__name__])
+            n2n_fast.noisy_pair(clean, noise, seed=1, out_dtype=torch.bfloat16)
+            pred = _sample(torch.bfloat16).contiguous(memory_format=torch.channels_last).requires_grad_()
+            n2n_fast.n2n_loss(pred, clean, noise, seed=1, step=0).backward()
+        pred = _sample(torch.bfloat16).requires_grad_()
+        n2n_fast.l2_loss(pred, _sample(torch.float32), mask=torch.rand(SHAPE) > 0.5).backward()
+    assert {launch.arch for launch in made} == {80}
+    assert {"_noisy_pair_kernel", "_n2n_loss_kernel", "_loss_kernel", "_finish_kernel",
+            "_scale_grad_kernel"} <= set(_kernels(made))
+
+
+# ---------------------------------------------------------------- train() in every mode, defaults and bf16
+
+TRAIN_MODES = ([(f"n2n-{model.__name__}-l2", dict(noise=model(*RANGES[model.__name__]))) for model in MODELS]
+               + [(f"n2n-Gaussian-{loss}", dict(noise=n2n_fast.Gaussian((0.0, 0.2)), loss=loss))
+                  for loss in LOSS_KINDS[1:]]
+               + [("n2c", dict(noise=n2n_fast.Gaussian(0.1), targets="clean")), ("pairs", {}),
+                  ("neighbor", dict(targets="neighbor"))])
+# the Triton kernels each mode must launch at every step (the network itself runs on the CPU here)
+TRAIN_KERNELS = {"n2n": {"_noisy_pair_kernel", "_n2n_loss_kernel", "_finish_kernel", "_scale_grad_kernel"},
+                 "n2c": {"_noisy_pair_kernel", "_loss_kernel", "_finish_kernel", "_scale_grad_kernel"},
+                 "pairs": {"_loss_kernel", "_finish_kernel", "_scale_grad_kernel"},
+                 "neighbor": {"_philox_words_kernel", "_loss_kernel", "_finish_kernel", "_scale_grad_kernel"}}
+TRAIN_LOSS_KERNEL = {"n2n": "_n2n_loss_kernel", "n2c": "_loss_kernel", "pairs": "_loss_kernel",
+                     "neighbor": "_loss_kernel"}
+
+
+@pytest.mark.parametrize("precision", ["auto", "bfloat16"])
+@pytest.mark.parametrize("mode,kwargs", TRAIN_MODES, ids=[name for name, _ in TRAIN_MODES])
+def test_train_every_mode(dry_run, tmp_path, mode, kwargs, precision):
+    from n2n_fast.train import _autocast_dtype
+
+    images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
+    source = dict(pairs=(images, [i[::-1].copy() for i in images])) if mode == "pairs" else dict(data=images)
+    with dry_run.recording() as made:
+        n2n_fast.train(**source, **kwargs, steps=2, batch_size=2, crop=16, features=8, precision=precision,
+                       out_dir=tmp_path, progress=False, plot=False, log_every=1)
+    family = mode.split("-")[0]
+    assert TRAIN_KERNELS[family] <= set(_kernels(made)), f"{family}: launched {sorted(set(_kernels(made)))}"
+    # what ran is what `precision` asks for: bf16 pred under autocast reaches the loss kernel
+    amp = _autocast_dtype(precision, torch.device("cpu"))
+    pred_dtypes = {launch.dtypes[0] for launch in made if launch.kernel == TRAIN_LOSS_KERNEL[family]}
+    assert pred_dtypes == {str(amp or torch.float32)}
+    # the dispatch and `n2n-fast info` say Triton serves, as it did
+    rows = _backend.table("cpu")
+    for op in ("noisy_pair", "loss", "n2n_loss", "philox"):
+        assert next(name for name, why, _ in rows[op] if why is None) == "triton"
+
+
+def test_train_steps_repeat_their_launches(dry_run, tmp_path):
+    """Launches per step, recorded for the graph-captured step: the same kernels, grids and argument types at every
+    step (what differs today: the step number, a Python int argument, so a replayed graph would repeat noise)."""
+    images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
+    with dry_run.recording() as made:
+        n2n_fast.train(data=images, noise=n2n_fast.Gaussian((0.0, 0.2)), steps=3, batch_size=2, crop=16, features=8,
+                       out_dir=tmp_path, progress=False, plot=False, log_every=100)
+    per_step = len(made) // 3
+    assert per_step * 3 == len(made) and per_step >= 4
+    steps = [made[k * per_step:(k + 1) * per_step] for k in range(3)]
+    shape = lambda step: [(launch.kernel, launch.grid, launch.dtypes) for launch in step]  # noqa: E731
+    assert shape(steps[1]) == shape(steps[2])
+
+
+# ---------------------------------------------------------------- what ptxas says of every specialisation compiled
+
+def test_every_compiled_specialisation_spills_nothing(dry_run):
+    """Runs last in this file: ptxas -v on the PTX of every kernel the cases above compiled (real figures; the
+    stub's are fake)."""
+    from aot import ptxas_report
+
+    compiled = dry_run.compiled_kernels()
+    assert len(compiled) >= 40, f"only {len(compiled)} specialisations compiled: did the cases above run?"
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # ptxas runs as a subprocess
+        reports = list(pool.map(lambda found: ptxas_report(found[2].asm["ptx"], found[1]), compiled))
+    spilling = [f"{name} sm_{arch} {dict(kernel.src.signature)} {kernel.src.constants}: {report.spill_stores} B "
+                f"stores, {report.spill_loads} B loads" for (name, arch, kernel), report in zip(compiled, reports)
+                if report.spill_stores or report.spill_loads]
+    assert not spilling, "\n".join(spilling)
