@@ -50,7 +50,6 @@ def _extension():
     here = os.path.dirname(os.path.abspath(__file__))
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cxx_flags = ["-O3", "-std=c++20", "-fopenmp"]
-    define_macros = []
     extra = {"cxx": cxx_flags}
     if use_cuda:
         os.environ["CUDA_HOME"] = cuda_home
@@ -62,7 +61,6 @@ def _extension():
         if os.environ.get("N2N_FAST_PTXAS_VERBOSE") == "1":
             nvcc.append("-Xptxas=-v")
         extra["nvcc"] = nvcc
-        define_macros.append(("N2N_FAST_WITH_CUDA", None))
         ext_cls = cpp_extension.CUDAExtension
     else:
         ext_cls = cpp_extension.CppExtension
@@ -70,7 +68,6 @@ def _extension():
         name="n2n_fast._C",
         sources=sources,
         include_dirs=[os.path.join(here, "csrc")],
-        define_macros=define_macros,
         extra_compile_args=extra,
         extra_link_args=["-fopenmp"],
         py_limited_api=False,

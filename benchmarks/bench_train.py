@@ -3,10 +3,10 @@ step (SPEC §6), same model initialisation and clean batch, in one run.
 
 reference: float32, NCHW, eager, noisy_pair(backend="reference"), l2_loss(backend="reference"), torch.optim.Adam
            with default settings.
-defaults:  what train() runs for synthetic N2N: bf16 autocast where native (precision="auto"), channels_last,
-           add_noise on the fastest backend for the input and the fused n2n_loss (regenerates the target inside
-           the loss) where a fast n2n_loss serves the device, else one noisy_pair pass and l2_loss, as train()
-           does; fused Adam with the paper's betas.
+defaults:  train()'s own step (n2n_fast.train.train_step): crops cut from a store of the batch's images, bf16
+           autocast where native (precision="auto"), channels_last, add_noise on the fastest backend for the input
+           and n2n_loss (fused where a kernel serves the device, else noisy_pair + the loss, decided inside
+           n2n_loss), fused Adam with the paper's betas.
 compile:   the defaults with the network under torch.compile (full size only: compiling takes minutes on a CPU).
 
 "bytes" is a floor no step can beat: the clean batch read once, and Adam reading parameters, gradients and both
@@ -21,9 +21,9 @@ import pytest
 import torch
 
 import n2n_fast
-from n2n_fast import _backend
-from n2n_fast.noise import add_noise, noisy_pair
-from n2n_fast.train import BETAS, EPS, _autocast_dtype
+from n2n_fast.data import ImageStore
+from n2n_fast.noise import noisy_pair
+from n2n_fast.train import BETAS, EPS, OBJECTIVES, Run, _autocast_dtype, train_step
 
 from conftest import FULL
 
@@ -54,31 +54,24 @@ def _reference_step(model, clean, device):
 
 
 def _default_step(model, clean, device, compiled):
+    """train()'s own step (n2n_fast.train.train_step) on a store holding the batch's images, as train() sets it up
+    for synthetic N2N with its defaults."""
     amp = _autocast_dtype("auto", device)
     memory_format = torch.channels_last if amp is not None or device.type == "cuda" else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, betas=BETAS, eps=EPS, fused=True)
-    network = torch.compile(model) if compiled else model
-    fused = _backend.choose("n2n_loss", device)[0] != "reference"  # as train() decides
+    images = [image.permute(1, 2, 0).cpu().numpy() for image in clean]
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
+    run = Run(model, torch.compile(model) if compiled else model, optimizer, OBJECTIVES["noisy"],
+              [ImageStore(images, device)], NOISE, "l2", 0, 10**6, SHAPE[0], SHAPE[2], 3e-4, 0.3, 2.0, 0,
+              memory_format, autocast)
     state = {"step": 0}
 
-    def run():
-        step = state["step"]
-        with autocast():
-            if fused:
-                noisy = add_noise(clean, NOISE, seed=0, step=step, check_finite=False)
-                pred = network(noisy.contiguous(memory_format=memory_format))
-                loss = n2n_fast.n2n_loss(pred, clean, NOISE, seed=0, step=step, kind="l2")
-            else:
-                noisy, target = noisy_pair(clean, NOISE, seed=0, step=step, check_finite=False)
-                loss = n2n_fast.l2_loss(network(noisy.contiguous(memory_format=memory_format)), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def step():
+        train_step(run, state["step"])
         state["step"] += 1
         _sync(device)
-    return run
+    return step
 
 
 IMPLS = ["reference", "defaults"] + (["compile"] if FULL else [])

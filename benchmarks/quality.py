@@ -18,7 +18,6 @@ The exit status is 0 when every claim holds, 1 otherwise.
 """
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from n2n_fast import conventions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scalar_study.py beside this file
 import scalar_study  # noqa: E402
@@ -59,8 +60,7 @@ def photos(names):
 
 def psnr(estimate, clean):
     """PSNR (dB, peak 1) of an estimate clipped to [0, 1], as the paper reports it."""
-    mse = float(np.mean((np.clip(estimate, 0.0, 1.0).astype(np.float64) - clean.astype(np.float64)) ** 2))
-    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+    return conventions.psnr(np.mean((np.clip(estimate, 0.0, 1.0).astype(np.float64) - clean.astype(np.float64)) ** 2))
 
 
 def noisy_test_images(clean_images, noise):

@@ -27,7 +27,7 @@ constexpr double kWindowFloor = 1e-3;
 constexpr double kGaussianSigmaFraction = 0.125;
 constexpr double kPi = 3.14159265358979323846;
 
-// SPEC §7 padding: reflection about the edge pixel (no repeat), periodic with period 2*(size-1) when the pad
+// docs/design.md §5 padding: reflection about the edge pixel (no repeat), periodic with period 2*(size-1) when the pad
 // exceeds the image, replication for a side of one pixel. Same rule as n2n_fast/padding.py:mirror_index.
 N2N_HD int64_t mirror_index(int64_t i, int64_t size) {
   if (i >= 0 && i < size) return i;  // the common case: inside the image
@@ -149,7 +149,7 @@ N2N_HD bool blend_element(const BlendArgs& a, const TileT* tiles, float* out, in
 }
 
 // Source element of gathered tile element (k, c, ty, tx): the image holds rows [row0, row0 + rows) of an image
-// `height` x `width`; positions outside the image are mirrored into it (SPEC §7).
+// `height` x `width`; positions outside the image are mirrored into it (docs/design.md §5).
 struct GatherArgs {
   const int64_t* index;
   const int64_t* row_origins;

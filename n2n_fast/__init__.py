@@ -1,11 +1,11 @@
 """n2n_fast: fast, trustworthy Noise2Noise training and inference for PyTorch.
 
-Public API (SPEC §2). Names resolve lazily so `import n2n_fast` stays cheap and never imports triton or the
-extension until an op needs them.
+Public API (README; docs/design.md §1). Names resolve lazily so `import n2n_fast` stays cheap and never imports
+triton or the extension until an op needs them.
 """
 import importlib
 
-__version__ = "0.1.0"
+from .conventions import __version__  # noqa: F401
 
 _PUBLIC = {
     # noise models and synthesis

@@ -5,31 +5,20 @@ Keys: "model" (state dict), "model_args" (UNet constructor arguments), "train_ar
 randomness is Philox keyed by the seed and counted by (step, global sample index), so the seed and the step are the
 whole state), "history" (list of dicts), "best_psnr" (best validation PSNR so far, or None).
 """
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .atomic_file import atomic_path
 
 REQUIRED = ("model", "model_args", "train_args", "step", "optimizer", "rng", "history")
 
 
 def save(checkpoint, path):
-    """Write `checkpoint` to `path` through a temporary file in the same folder and an atomic rename, so a crash
-    (even SIGKILL) leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
+    """Write `checkpoint` to `path` atomically (n2n_fast/atomic_file.py)."""
+    with atomic_path(path) as temporary:
+        torch.save(checkpoint, temporary)
+    return Path(path)
 
 
 def read(path, name="path"):

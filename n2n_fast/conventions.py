@@ -5,6 +5,8 @@ code, purpose or scale changes every user's noise (docs/design.md §2).
 """
 import torch
 
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it from here)
+
 # ---- noise models: codes shared by the Triton constexpr, the C++ switch (csrc/noise.h) and the reference branch
 GAUSSIAN, POISSON, POISSON_GAUSSIAN, BERNOULLI, IMPULSE = 0, 1, 2, 3, 4
 # draw purposes: the counter word c3's low 8 bits (the layout is in n2n_fast/noise.py's docstring)

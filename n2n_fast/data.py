@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from .conventions import uint_peak
 from .philox import host_words, philox_words
 
 DATA_KEY = 0x5A7A_5EED_C0FF_EE00  # below 2**63: keys travel as int64 into the extension
@@ -100,7 +102,51 @@ def check_images(images, name, crop=None):
 
 
 def _scale(array):
-    return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
+    return float(uint_peak(array.dtype) or 1.0)
+
+
+def training_stores(data, pairs, crop, device):
+    """(stores, images of the first realisation): the training images decoded once and checked (aligned pairs,
+    one channel count, each at least crop x crop), kept compact on `device`."""
+    if pairs is not None:
+        if not isinstance(pairs, (tuple, list)) or len(pairs) < 2:
+            raise ValueError(f"pairs: expected a tuple of >= 2 aligned sources, got {type(pairs).__name__}")
+        realisations = [load_images(source, f"pairs[{k}]") for k, source in enumerate(pairs)]
+        first = [i.shape for i in realisations[0]]
+        for k, images in enumerate(realisations[1:], 1):
+            mine = [i.shape for i in images]
+            if mine != first:
+                raise ValueError(f"pairs[{k}]: {len(mine)} images of shapes {mine[:4]}... do not match pairs[0]'s "
+                                 f"{len(first)} of {first[:4]}: realisations must be aligned images of the same scenes")
+    else:
+        realisations = [load_images(data, "data")]
+    check_images(realisations[0], "pairs[0]" if pairs is not None else "data", crop)
+    return [ImageStore(images, device) for images in realisations], realisations[0]
+
+
+def validation_pairs(val, noise, channels, device, seed):
+    """[(noisy, clean)] (1, C, H, W) float32 tensors on `device`: val's clean images noised once with `noise`
+    (seed `seed`, step 0, image index as the sample index: fixed across runs), or val = (noisy, clean) as given."""
+    if val is None:
+        return []
+    from .noise import add_noise
+
+    val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
+    clean_images = load_images(val_clean, "val")
+    check_images(clean_images, "val")
+    if clean_images[0].shape[2] != channels:
+        raise ValueError(f"val: images have {clean_images[0].shape[2]} channels, the training data {channels}")
+    clean_store = ImageStore(clean_images, device)
+    noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]"), device)
+    if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
+        raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
+    out = []
+    for i in range(len(clean_store)):
+        clean = clean_store.full(i)
+        noisy = (noisy_store.full(i) if noisy_store is not None
+                 else add_noise(clean, noise, seed=seed, step=0, index=i, stream=0))
+        out.append((noisy, clean))
+    return out
 
 
 class ImageStore:
@@ -199,10 +245,11 @@ def neighbor_split(images, choice):
     """The two (B, C, H/2, W/2) sub-images g1, g2 picked by `choice` (from neighbor_choice)."""
     batch, channels, height, width = images.shape
     cells_h, cells_w = height // 2, width // 2
-    cells = images[:, :, :2 * cells_h, :2 * cells_w].reshape(batch, channels, cells_h, 2, cells_w, 2)
-    cells = cells.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, cells_h * cells_w, 4)
+    # pixel_unshuffle puts a cell's four pixels (top-left, top-right, bottom-left, bottom-right) on their own axis
+    cells = F.pixel_unshuffle(images[:, :, :2 * cells_h, :2 * cells_w], 2)
+    cells = cells.reshape(batch, channels, 4, cells_h * cells_w)
     shape = (batch, channels, cells_h, cells_w)
-    return tuple(torch.gather(cells, 3, choice[:, None, :, k:k + 1].expand(batch, channels, -1, 1)).reshape(shape)
+    return tuple(torch.gather(cells, 2, choice[:, None, None, :, k].expand(batch, channels, 1, -1)).reshape(shape)
                  for k in (0, 1))
 
 

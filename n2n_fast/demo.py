@@ -4,11 +4,12 @@ Trains on five photographs with pairs of independently noised crops (never a cle
 photographs and writes demo.png (noisy | N2N | [N2C |] clean per row) and psnr.md / psnr.csv into the output folder.
 With n2c=True the same budget, seed and data also train the clean-target baseline, which N2N should match.
 """
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .conventions import psnr
 
 TRAIN = ("astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 HELD_OUT = ("chelsea", "coffee")
@@ -21,22 +22,16 @@ def photographs(names):
     return [np.asarray(getattr(data, name)()) for name in names]
 
 
-def psnr(image, clean):
-    mse = float(np.mean((np.clip(image, 0, 1) - clean) ** 2))
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
+def clipped_psnr(image, clean):
+    """PSNR (dB) of an image clipped to [0, 1] against the clean one."""
+    return psnr(np.mean((np.clip(image, 0, 1) - clean) ** 2))
 
 
 def _denoise(model, noisy, device):
-    """The model over the whole image, through tiled inference when n2n_fast.denoise is available."""
-    try:
-        from .tiling import denoise
-    except ImportError:
-        denoise = None
-    if denoise is not None:
-        return np.asarray(denoise(model, noisy, device=device))
-    with torch.no_grad():
-        x = torch.from_numpy(noisy).permute(2, 0, 1)[None].to(device)
-        return model(x)[0].permute(1, 2, 0).cpu().numpy()
+    """The model over the whole image, through tiled inference."""
+    from .tiling import denoise
+
+    return np.asarray(denoise(model, noisy, device=device))
 
 
 def _caption(width, text, height=22):
@@ -83,7 +78,7 @@ def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, c
     table, rows = {}, []
     for name, y, x in zip(HELD_OUT, noisy, clean):
         outputs = {kind: _denoise(run.model, y, device) for kind, run in runs.items()}
-        table[name] = {"noisy": psnr(y, x), **{kind: psnr(out, x) for kind, out in outputs.items()}}
+        table[name] = {"noisy": clipped_psnr(y, x), **{kind: clipped_psnr(out, x) for kind, out in outputs.items()}}
         panels = [(np.clip(y, 0, 1), f"noisy {table[name]['noisy']:.2f} dB")]
         panels += [(np.clip(out, 0, 1), f"{kind.upper()} {table[name][kind]:.2f} dB") for kind, out in outputs.items()]
         panels.append((x, f"clean ({name})"))

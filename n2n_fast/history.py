@@ -2,28 +2,15 @@
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
-
-def _atomic_write(path, data):
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+from .atomic_file import write_bytes
 
 
 def write(history, out_dir):
     """history.json and history.csv in `out_dir` (each written whole or not at all)."""
     out_dir = Path(out_dir)
-    _atomic_write(out_dir / "history.json", json.dumps(history, indent=1).encode())
+    write_bytes(out_dir / "history.json", json.dumps(history, indent=1).encode())
     columns = []
     for row in history:
         columns += [key for key in row if key not in columns]
@@ -31,7 +18,7 @@ def write(history, out_dir):
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(history)
-    _atomic_write(out_dir / "history.csv", text.getvalue().encode())
+    write_bytes(out_dir / "history.csv", text.getvalue().encode())
 
 
 def plot(history, path):
@@ -51,4 +38,4 @@ def plot(history, path):
     data = io.BytesIO()
     figure.savefig(data, format="png", dpi=100)
     plt.close(figure)
-    _atomic_write(path, data.getvalue())
+    write_bytes(path, data.getvalue())

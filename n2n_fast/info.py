@@ -4,7 +4,8 @@ import shutil
 
 import torch
 
-from . import _backend, _ext, __version__
+from . import _backend, _ext
+from .conventions import __version__
 
 
 def info(file=None):

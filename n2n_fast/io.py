@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from .atomic_file import atomic_path
+
 _TIFF = (".tif", ".tiff")
 _PILLOW = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SUPPORTED = _TIFF + _PILLOW + (".npy",)
@@ -106,8 +108,7 @@ def write_image(path, pixels, dtype=np.uint8):
     data = from_unit(pixels, dtype)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
-    tmp = f"{path}.tmp{os.getpid()}{ext}"
-    try:
+    with atomic_path(path) as tmp:
         if ext in _TIFF:
             import tifffile
 
@@ -125,8 +126,4 @@ def write_image(path, pixels, dtype=np.uint8):
             else:
                 raise ValueError(f"pixels: {ext} cannot store {data.dtype} images of shape {data.shape}; use .tif")
             image.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

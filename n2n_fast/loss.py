@@ -1,4 +1,4 @@
-"""Losses (SPEC §2): L2, L1, annealed L0, HDR relative L2, and the fused Noise2Noise objective.
+"""Losses (docs/design.md §1): L2, L1, annealed L0, HDR relative L2, and the fused Noise2Noise objective.
 
 All share `(pred, target, *, mask=None, reduction="mean", backend=None, ...)`:
   pred, target  float tensors of the same shape and device; dtypes may differ (bf16 pred under autocast, float32
@@ -141,6 +141,11 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
     _check_mask(mask, pred)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: unknown reduction {reduction!r}; accepted: {', '.join(REDUCTIONS)}")
+    if pred.dim() == 3:  # one (C, H, W) sample: the batch of one noisy_pair makes of it (same counters)
+        mask = None if mask is None else mask[None]
+        value = n2n_loss(pred[None], clean[None], noise, seed=seed, step=step, index=index, kind=kind,
+                         backend=backend, mask=mask, reduction=reduction, **params)
+        return value[0] if reduction == "none" else value
     name, impl = _backend.choose("n2n_loss", pred.device, backend, pred=pred, clean=clean)
     if name == "reference" and backend != "reference":
         # no fused kernel serves: one noisy_pair pass (the fastest backend that serves it) feeds the plain loss;

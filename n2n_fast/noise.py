@@ -1,10 +1,10 @@
-"""Noise models and the noisy pair: two independent noisy copies of a clean batch (SPEC §2, §4).
+"""Noise models and the noisy pair: two independent noisy copies of a clean batch (docs/design.md §1, §2).
 
 Models are frozen dataclasses. A scalar parameter is fixed; a `(low, high)` pair is drawn uniformly per sample and
 per copy (the paper's blind setting). `noisy_pair` / `add_noise` validate their inputs and dispatch through
 `n2n_fast._backend` (Triton for CUDA tensors, the C++ CPU kernel for CPU tensors, the pure-PyTorch reference).
 
-Counter layout (SPEC §4) -- the one place it is written down; changing it changes every user's noise
+Counter layout (docs/design.md §2) -- the one place it is written down; changing it changes every user's noise
 -----------------------------------------------------------------------------------------------------
 Every random number is a word of Philox4x32-10 (as `tl.philox`, csrc/philox.h, reference/philox.py) with
 key = `seed` (64 bits: lo word, hi word) and the counter
@@ -72,7 +72,7 @@ class _Model:
         for spec in fields(self):
             self._check(spec.name)
 
-    def levels(self):
+    def parameter_ranges(self):
         """(a_low, a_high, b_low, b_high) float32 values of the model's parameters (b unused: 0)."""
         pairs = [self._check(spec.name) for spec in fields(self)]
         a = pairs[0]
@@ -137,7 +137,7 @@ MODELS = (Gaussian, Poisson, PoissonGaussian, Bernoulli, Impulse)
 
 
 def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
-    """4-D clean batch after checking every argument (SPEC §7)."""
+    """4-D clean batch after checking every argument (docs/design.md §5)."""
     if not isinstance(clean, torch.Tensor):
         raise TypeError(f"clean: expected a torch.Tensor (B, C, H, W) or (C, H, W), got {type(clean).__name__}")
     if clean.dim() not in (3, 4):
@@ -149,7 +149,7 @@ def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
         raise ValueError(f"clean: device {clean.device} is not supported; accepted: cpu, cuda")
     if not isinstance(noise, MODELS):
         raise TypeError(f"noise: expected one of {', '.join(m.__name__ for m in MODELS)}, got {noise!r}")
-    noise.levels()  # re-validates (dataclasses can be built with object.__setattr__ tricks)
+    noise.parameter_ranges()  # re-validates (dataclasses can be built with object.__setattr__ tricks)
     if out_dtype not in NOISE_OUTPUTS:
         raise TypeError(f"out_dtype: expected one of {', '.join(str(d) for d in NOISE_OUTPUTS)}, got {out_dtype!r}")
     for name, value, top in (("seed", seed, 2**64), ("step", step, MAX_STEP), ("index", index, MAX_SAMPLE)):

@@ -1,4 +1,4 @@
-"""Mirror padding by SPEC §7: reflection without repeating the edge pixel, periodic when the pad exceeds the
+"""Mirror padding by docs/design.md §5: reflection without repeating the edge pixel, periodic when the pad exceeds the
 image, replication when a side is one pixel long. Shared by the U-Net (pad to a multiple of 32) and the tiling
 reference; csrc/tiling.h implements the same `mirror_index` for the compiled kernels."""
 import torch

@@ -14,6 +14,14 @@ from dataclasses import dataclass
 ARCHES = (80, 90)
 
 
+def pointer_type(dtype):
+    """Triton's signature string for a pointer to torch `dtype` (e.g. torch.bfloat16 -> "*bf16")."""
+    import torch
+
+    return "*" + {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64",
+                  torch.uint8: "u8", torch.uint16: "u16", torch.int32: "i32", torch.bool: "i1"}[dtype]
+
+
 @dataclass
 class AotReport:
     arch: int

@@ -202,14 +202,16 @@ def test_train_steps_repeat_their_launches(dry_run, tmp_path):
     """Launches per step, recorded for the graph-captured step: the same kernels, grids and argument types at every
     step (what differs today: the step number, a Python int argument, so a replayed graph would repeat noise)."""
     images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
-    with dry_run.recording() as made:
-        n2n_fast.train(data=images, noise=n2n_fast.Gaussian((0.0, 0.2)), steps=3, batch_size=2, crop=16, features=8,
-                       out_dir=tmp_path, progress=False, plot=False, log_every=100)
-    per_step = len(made) // 3
-    assert per_step * 3 == len(made) and per_step >= 4
-    steps = [made[k * per_step:(k + 1) * per_step] for k in range(3)]
+    made = {}
+    for steps in (1, 4):
+        with dry_run.recording() as made[steps]:
+            n2n_fast.train(data=images, noise=n2n_fast.Gaussian((0.0, 0.2)), steps=steps, batch_size=2, crop=16,
+                           features=8, out_dir=tmp_path / str(steps), progress=False, plot=False, log_every=100)
+    per_step = (len(made[4]) - len(made[1])) // 3
+    assert per_step >= 4 and len(made[4]) - len(made[1]) == 3 * per_step
+    last = made[4][-3 * per_step:]
     shape = lambda step: [(launch.kernel, launch.grid, launch.dtypes) for launch in step]  # noqa: E731
-    assert shape(steps[1]) == shape(steps[2])
+    assert shape(last[:per_step]) == shape(last[per_step:2 * per_step]) == shape(last[2 * per_step:])
 
 
 # ---------------------------------------------------------------- what ptxas says of every specialisation compiled

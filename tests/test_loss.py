@@ -155,10 +155,14 @@ def test_triton_skips_gradient_when_not_needed(gen, monkeypatch):
 
 @pytest.mark.interpret
 def test_triton_float64_goes_to_reference(gen):
+    """float64 keeps its precision: the dispatch gives it to the reference, and forcing Triton (which accumulates in
+    float32) is refused with the reason."""
     pred, target = (t.double() for t in _inputs(gen))
-    got = n2n_fast.l0_loss(pred, target, gamma=1.5, backend="triton")
+    got = n2n_fast.l0_loss(pred, target, gamma=1.5)
     assert got.dtype == torch.float64
     assert torch.equal(got, reference.loss(pred, target, kind="l0", gamma=1.5, eps=1e-8))
+    with pytest.raises(RuntimeError, match="triton: pred: dtype float64 is not accepted"):
+        n2n_fast.l0_loss(pred, target, gamma=1.5, backend="triton")
 
 
 @pytest.mark.interpret
@@ -234,11 +238,18 @@ def test_triton_kernels_compile_clean():
     from n2n_fast.triton.loss_backward import NUM_WARPS as BACKWARD_WARPS
     from n2n_fast.triton.loss_backward import _scale_grad_kernel
 
+    from aot import pointer_type
+
+    from n2n_fast._backend import OPS
+
     pointers = ("pred_ptr", "target_ptr", "mask_ptr", "grad_ptr", "values_ptr", "partial_ptr", "count_ptr")
     scalars = {"cols": "i64", "channels": "i64", "gamma": "fp32", "eps": "fp32", "need_grad": "i1"}
     combos = [(kind, mode, reduce_) for kind in range(4) for mode in range(3) for reduce_ in (True, False)]
-    # fp32 pair for every constexpr combination; autocast's (bf16 pred, fp32 target) pair for each kind
-    dtypes = [(("fp32", "fp32"), combos), (("bf16", "fp32"), [(kind, 2, True) for kind in range(4)])]
+    # fp32 pair for every constexpr combination; every (pred, target) pair of the dispatch's table for one
+    accepts = dict(next(impl for impl in OPS["loss"] if impl.backend == "triton").accepts.dtypes)
+    dtypes = [(("fp32", "fp32"), combos)] + [
+        ((pointer_type(p)[1:], pointer_type(t)[1:]), [(0, 2, True)]) for p in accepts["pred"]
+        for t in accepts["target"] if (p, t) != (torch.float32, torch.float32)]
     for arch in ARCHES:
         for (pred_t, target_t), shipped in dtypes:
             types = dict(zip(pointers, (pred_t, target_t, "u8", pred_t, "fp32", "fp32", "i32")))

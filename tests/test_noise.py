@@ -221,7 +221,7 @@ def test_extension_opcheck_and_dispatch(gen):
     x = clean_batch(gen, (2, 3, 5, 7), torch.float32)
     for noise in (MODELS["gaussian"], MODELS["bernoulli"]):
         torch.library.opcheck(torch.ops.n2n_fast.noisy_pair.default,
-                              (x, noise.code, list(noise.levels()), 5, 1, 2, torch.bfloat16))
+                              (x, noise.code, list(noise.parameter_ranges()), 5, 1, 2, torch.bfloat16))
     assert _backend.choose("noisy_pair", "cpu")[0] in ("extension", "triton")
     # CUDA tensors never reach the CPU-only op: the dispatch refuses it (tests/test_backend.py)
 
@@ -280,7 +280,7 @@ def test_triton_op_opcheck_and_fullgraph_compile(gen):
 
     x = clean_batch(gen, (2, 3, 5, 7), torch.float32)
     for noise in (MODELS["gaussian"], MODELS["bernoulli"]):
-        args = (x, noise.code, list(noise.levels()), 3, 1, 2, torch.float32)
+        args = (x, noise.code, list(noise.parameter_ranges()), 3, 1, 2, torch.float32)
         torch.library.opcheck(triton_noisy_pair._opoverload, args)
 
     def pair(clean):
@@ -307,33 +307,46 @@ def test_gpu_triton_matches_reference(gen, name):
 # ----------------------------------------------------------------------------------------------------------------
 # ahead-of-time compilation for sm_80 / sm_90 (non-interpreter process)
 
-# Every model with 4-, 2- and 1-byte input (what sets BLOCK, CHUNKS and the vector width). The Poisson models'
-# chunked 1-/2-byte variants inline their rejection loops 2-4 times and take 20-40 s each to compile: marked slow.
-AOT_SPECS = [pytest.param(model, in_t, out_t, marks=(
-                 [pytest.mark.slow] if model in (nz.POISSON, nz.POISSON_GAUSSIAN) and in_t != "*fp32" else []))
-             for model in range(5) for in_t, out_t in (("*fp32", "*fp32"), ("*bf16", "*bf16"), ("*u8", "*fp16"))]
+# Cases from the dispatch's table of what the Triton noisy pair accepts (n2n_fast/_backend.py): every model with
+# every input dtype (what sets BLOCK, CHUNKS and the vector width), and every output dtype for one model. The
+# Poisson models' chunked 1-/2-byte variants inline their rejection loops and take 10-40 s each to compile: slow.
+def _aot_specs():
+    from n2n_fast._backend import OPS
+
+    accepts = dict(next(impl for impl in OPS["noisy_pair"] if impl.backend == "triton").accepts.dtypes)
+    specs = [(model, clean, torch.float32) for model in range(5) for clean in accepts["clean"]]
+    specs += [(nz.GAUSSIAN, torch.float32, out) for out in accepts["out_dtype"] if out != torch.float32]
+    return [pytest.param(model, clean, out, id=f"{model}-{clean}-{out}", marks=(
+        [pytest.mark.slow] if model in (nz.POISSON, nz.POISSON_GAUSSIAN) and clean.itemsize < 4 else []))
+        for model, clean, out in specs]
 
 
-@pytest.mark.parametrize("model,in_type,out_type", AOT_SPECS)
-def test_triton_kernel_compiles_clean(model, in_type, out_type):
+@pytest.mark.parametrize("model,in_dtype,out_dtype", _aot_specs())
+def test_triton_kernel_compiles_clean(model, in_dtype, out_dtype):
+    """The specialisation the runtime picks for 16-byte-aligned buffers and sizes, with the argument types it
+    gives ordinary values (ints below 2**31 are i32): no spills, 128-bit loads and stores."""
     pytest.importorskip("triton")
     import triton.language as tl
-    from aot import ARCHES, compile_for
+    from aot import ARCHES, compile_for, pointer_type
 
     from n2n_fast.triton.noise import _noisy_pair_kernel, block_size
 
-    in_dtype = {"*fp32": torch.float32, "*bf16": torch.bfloat16, "*u8": torch.uint8}[in_type]
     block, chunks, lean = block_size(in_dtype, model)
-    signature = {"clean_ptr": in_type, "y0_ptr": out_type, "y1_ptr": out_type, "keep_ptr": "*i1",
-                 "sample_numel": "i32", "pixels": "i32", "blocks_per_sample": "i32", "index": "i64", "seed": "i64",
+    out_type = pointer_type(out_dtype)
+    signature = {"clean_ptr": pointer_type(in_dtype), "y0_ptr": out_type, "y1_ptr": out_type, "keep_ptr": "*i1",
+                 "sample_numel": "i32", "pixels": "i32", "blocks_per_sample": "i32", "index": "i32", "seed": "i32",
                  "step": "i32", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32",
                  "in_scale": "fp32"}
-    constexprs = {"MODEL": model, "SCALE_INPUT": in_type == "*u8", "BLOCK": block, "CHUNKS": chunks, "LEAN": lean,
-                  "OUT_DTYPE": {"*fp32": tl.float32, "*bf16": tl.bfloat16, "*fp16": tl.float16}[out_type]}
+    constexprs = {"MODEL": model, "SCALE_INPUT": in_dtype in nz.INPUT_SCALE, "BLOCK": block, "CHUNKS": chunks,
+                  "LEAN": lean,
+                  "OUT_DTYPE": {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}[
+                      out_dtype]}
     for arch in ARCHES:
         report = compile_for(_noisy_pair_kernel, signature, constexprs, arch=arch,
                              aligned=("clean_ptr", "y0_ptr", "y1_ptr", "keep_ptr", "sample_numel", "pixels"))
-        report.assert_clean()  # no spills, >= one 128-bit load and store
+        # Poisson with 1-byte input loads 8 bytes per thread (triton/noise.py block_size: 16 spilled); compute-bound
+        narrow = model in (nz.POISSON, nz.POISSON_GAUSSIAN) and in_dtype.itemsize == 1
+        report.assert_clean(min_vector_loads=0 if narrow else 1)  # no spills, 128-bit loads and stores
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -94,7 +94,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = ckpt.save({"step": 1}, tmp_path / "last.pt")
 
     def broken(obj, file):
-        file.write(b"half")
+        with open(file, "wb") as handle:
+            handle.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken)

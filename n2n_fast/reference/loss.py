@@ -4,7 +4,7 @@ Every function takes already validated arguments (n2n_fast/loss.py validates) an
 autograd. Arithmetic runs in float32, or float64 when an input is float64 (gradcheck, the tolerance oracle); the
 result has that dtype.
 
-Per-element losses of d = pred - target (SPEC §2):
+Per-element losses of d = pred - target (docs/design.md §1):
   l2   d**2
   l1   |d|
   l0   (|d| + eps)**gamma                       annealed L0: gamma goes 2 -> 0 over training (the schedule is train's)

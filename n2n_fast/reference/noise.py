@@ -81,7 +81,7 @@ def draw(seed, pos, sample, step, purpose):
 def levels(noise, seed, step, sample):
     """Per-sample, per-copy parameters: (a0, a1, b0, b1), float32 tensors shaped like `sample`."""
     a_low, a_high, b_low, b_high = (torch.tensor(v, dtype=torch.float32, device=sample.device)
-                                    for v in noise.levels())
+                                    for v in noise.parameter_ranges())
     w = draw(seed, torch.zeros_like(sample), sample, step, nz.PURPOSE_LEVEL)
     a = [a_low + (a_high - a_low) * uniform(w[j]) for j in (0, 1)]
     b = [b_low + (b_high - b_low) * uniform(w[j]) for j in (2, 3)]

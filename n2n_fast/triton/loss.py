@@ -1,4 +1,4 @@
-"""Triton losses: one pass reads pred and target, writes the gradient, and reduces (SPEC §2, §6).
+"""Triton losses: one pass reads pred and target, writes the gradient, and reduces (docs/design.md §1, §6).
 
 Bytes per element, fp32 pred and target, "mean": forward reads 8 and writes 4 (the gradient), backward reads 4 and
 writes 4. Nothing else touches memory: the reduction is two-stage (per-program partial sums, then one tiny

@@ -1,4 +1,4 @@
-"""The fused Noise2Noise objective on Triton: the loss kernel regenerates the target itself (SPEC §2, §6).
+"""The fused Noise2Noise objective on Triton: the loss kernel regenerates the target itself (docs/design.md §1, §6).
 
 `n2n_loss(pred, clean, noise, ...)` equals `<kind>_loss(pred, noisy_pair(clean, noise, ...)[1], ...)` but never
 writes the target: each program reads its block of clean values, recomputes copy 1 with the noise jit helper
@@ -59,7 +59,7 @@ def _n2n_loss_kernel(
     seed,  # Philox key
     step,  # training step
     index,  # global index of the batch's first sample
-    a_low, a_high, b_low, b_high,  # noise parameter ranges, noise.levels()
+    a_low, a_high, b_low, b_high,  # noise parameter ranges, noise.parameter_ranges()
     gamma,  # l0 exponent
     eps,  # l0 / hdr epsilon
     need_grad,  # write grad_ptr
@@ -179,9 +179,10 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", r
              eps=0.0):
     """The `n2n_loss` op on Triton (validated arguments; see n2n_fast.loss.n2n_loss). The dispatch sends only
     4-D float32/bf16/fp16 pred with at most 65535 samples (grid dimension 1 holds the sample)."""
+    ranges = list(noise.parameter_ranges())
     if torch.compiler.is_compiling():
-        return _n2n_loss_op(pred, clean, mask, noise.code, list(noise.levels()), signed_seed(seed), step, index, kind,
-                            reduction, float(gamma), float(eps), plain.needs_grad(pred))[0]
-    args = (pred, clean, mask, noise.code, list(noise.levels()), seed, step, index, kind, reduction, float(gamma),
-            float(eps), plain.needs_grad(pred))
+        return _n2n_loss_op(pred, clean, mask, noise.code, ranges, signed_seed(seed), step, index, kind, reduction,
+                            float(gamma), float(eps), plain.needs_grad(pred))[0]
+    args = (pred, clean, mask, noise.code, ranges, seed, step, index, kind, reduction, float(gamma), float(eps),
+            plain.needs_grad(pred))
     return EagerLoss.apply(pred, clean, lambda: launch(*args), False)

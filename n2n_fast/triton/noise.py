@@ -2,7 +2,7 @@
 
 Per-element noise lives in noise_models.py (shared with the fused loss kernels); this file holds the kernel, its
 launcher, and the `torch.library.custom_op` around the launcher so the op passes opcheck and runs inside
-`torch.compile(fullgraph=True)` (SPEC §3; CPU tensors under TRITON_INTERPRET=1 too).
+`torch.compile(fullgraph=True)` (docs/design.md §3; CPU tensors under TRITON_INTERPRET=1 too).
 """
 from typing import Sequence
 
@@ -66,7 +66,7 @@ def _noisy_pair_kernel(
     index,  # global index of the batch's first sample
     seed,  # Philox key
     step,  # training step
-    a_low, a_high, b_low, b_high,  # float32 parameter ranges (noise.levels())
+    a_low, a_high, b_low, b_high,  # float32 parameter ranges (noise.parameter_ranges())
     in_scale,  # float32 multiplier for uint inputs (1/255, 1/65535)
     MODEL: tl.constexpr,  # noise model code
     SCALE_INPUT: tl.constexpr,  # uint input: multiply by in_scale
@@ -140,7 +140,7 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     return y0, y1, keep
 
 
-@torch.library.custom_op("n2n_fast::triton_noisy_pair", mutates_args=())
+@torch.library.custom_op("n2n_fast_triton::noisy_pair", mutates_args=())
 def triton_noisy_pair(clean: torch.Tensor, model: int, params: Sequence[float], seed: int, step: int, index: int,
                       out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The Triton noisy pair as a torch op: (y0, y1, keep) with keep empty unless model is Bernoulli."""
@@ -154,6 +154,6 @@ def _(clean, model, params, seed, step, index, out_dtype):
 
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
     """(y0, y1, keep or None) for a validated (B, C, H, W) batch (the backend entry of n2n_fast.noise)."""
-    y0, y1, keep = triton_noisy_pair(clean, noise.code, list(noise.levels()), nz.signed_seed(seed), step, index,
-                                     out_dtype)
+    y0, y1, keep = triton_noisy_pair(clean, noise.code, list(noise.parameter_ranges()), nz.signed_seed(seed), step,
+                                     index, out_dtype)
     return y0, y1, (keep if noise.code == nz.BERNOULLI else None)

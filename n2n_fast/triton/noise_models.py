@@ -13,7 +13,8 @@ Stable entry point for other kernels (keep the signature):
     seed    64-bit Philox key (int); step: training step (int, < 2**32)
     MODEL   tl.constexpr model code from n2n_fast.noise (GAUSSIAN=0, POISSON=1, POISSON_GAUSSIAN=2, BERNOULLI=3,
             IMPULSE=4)
-    a_low, a_high, b_low, b_high  float32 parameter ranges from `noise.levels()` (scalar models: low == high).
+    a_low, a_high, b_low, b_high  float32 parameter ranges from `noise.parameter_ranges()` (scalar models:
+                                  low == high).
             a = sigma | peak | peak | p | p; b = PoissonGaussian's sigma (else unused)
     LEAN    optional tl.constexpr (default False): Poisson models run the rejection loop one copy at a time,
             drawing attempt 0's words again (about half the live registers, more Philox calls): use it when the
