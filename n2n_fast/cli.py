@@ -5,6 +5,8 @@ Each subcommand is one small function that parses nothing itself: argparse hands
 import argparse
 import sys
 
+from .conventions import __version__
+
 
 def _cmd_info(args):
     from .info import info
@@ -71,13 +73,16 @@ def _cmd_train(args):
 
     if args.val_noisy and not args.val:
         raise ValueError("--val-noisy: needs --val (the clean images)")
+    if args.pairs and args.noise:
+        raise ValueError(f"--noise: {args.noise!r} would be ignored: --pairs trains on real noisy pairs; drop one")
     val = (_source(args.val_noisy), _source(args.val)) if args.val_noisy else _source(args.val)
     result = train(data=_source(args.data), pairs=tuple(args.pairs) if args.pairs else None,
                    noise=parse_noise(args.noise) if args.noise else None, targets=args.targets, loss=args.loss,
                    steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
                    out_dir=args.out, resume=args.resume, val=val, device=args.device, precision=args.precision,
                    compile=args.compile, features=args.features, log_every=args.log_every,
-                   val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.quiet)
+                   val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
+                   overwrite=args.overwrite)
     last = result.history[-1] if result.history else {}
     print(f"trained {last.get('step', 0)} steps; last loss {last.get('loss', float('nan')):.5g}"
           + (f", val PSNR {last['val_psnr']:.2f} dB" if last.get("val_psnr") is not None else "")
@@ -140,6 +145,7 @@ def _cmd_denoise(args):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="n2n-fast", description="Fast Noise2Noise training and inference.")
+    parser.add_argument("--version", action="version", version=f"n2n_fast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="versions, GPU, extension build, and which implementation serves each op")
@@ -166,7 +172,11 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--features", type=int, default=48, help="U-Net width (48 in the paper)")
     p.add_argument("--out", required=True, help="output folder: checkpoints, history, plot")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt when it exists (a larger --steps extends a finished run)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (else it is refused)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; on a shared machine fewer can be faster)")
     p.add_argument("--val", nargs="+", metavar="PATH", help="clean validation images")
     p.add_argument("--val-noisy", nargs="+", metavar="PATH", help="their noisy versions (else noised with --noise)")
     p.add_argument("--device", default=None)
@@ -211,8 +221,23 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            print(f"n2n-fast {args.command}: error: --threads: expected >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
         print(f"n2n-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # train() wrote a checkpoint at the step it stopped (TrainingInterrupted)
+        checkpoint = getattr(exc, "checkpoint", None)
+        if checkpoint:
+            print(f"n2n-fast {args.command}: interrupted; {exc}. Continue with the same command plus --resume.",
+                  file=sys.stderr)
+        else:
+            print(f"n2n-fast {args.command}: interrupted", file=sys.stderr)
+        return 130

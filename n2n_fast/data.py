@@ -118,6 +118,10 @@ def training_stores(data, pairs, crop, device):
             if mine != first:
                 raise ValueError(f"pairs[{k}]: {len(mine)} images of shapes {mine[:4]}... do not match pairs[0]'s "
                                  f"{len(first)} of {first[:4]}: realisations must be aligned images of the same scenes")
+        for k, images in enumerate(realisations[1:], 1):
+            if all(np.array_equal(a, b) for a, b in zip(images, realisations[0])):
+                raise ValueError(f"pairs[{k}]: the same images as pairs[0]; Noise2Noise needs two independent noisy "
+                                 "realisations of each scene (identical pairs teach the identity map)")
     else:
         realisations = [load_images(data, "data")]
     check_images(realisations[0], "pairs[0]" if pairs is not None else "data", crop)

@@ -35,8 +35,11 @@ floor(lam + sqrt(lam) z + 1/2) with z the Box-Muller cos of attempt 0's two word
 (exact below 2**24).
 """
 import math
+import numbers
+import struct
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from .conventions import (BERNOULLI, GAUSSIAN, IMPULSE, INPUT_SCALE, MAX_SAMPLE, MAX_STEP,  # noqa: F401
@@ -45,39 +48,55 @@ from .conventions import (BERNOULLI, GAUSSIAN, IMPULSE, INPUT_SCALE, MAX_SAMPLE,
                           PURPOSE_MAIN, PURPOSE_POISSON)
 
 
-def _f32(value):
-    """Round a Python float to float32, as every kernel sees it."""
-    return float(torch.tensor(value, dtype=torch.float32))
+def _f32(name, value, given):
+    """A Python number rounded to float32, as every kernel sees it; a value float32 cannot hold is refused (1e40
+    would become inf, 1e-46 would become 0)."""
+    try:
+        rounded = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        rounded = math.inf
+    if math.isinf(rounded):
+        raise ValueError(f"{name}: {given!r} is out of float32's range (|value| <= 3.4e38)")
+    if value != 0 and rounded == 0:
+        raise ValueError(f"{name}: {given!r} underflows to 0 in float32 (smallest normal 1.2e-38)")
+    return rounded
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
 def _level(name, value, *, lower, upper=math.inf, open_lower=False):
-    """Validated (low, high) float32 pair from a scalar or a (low, high) pair."""
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) or
-                                       (isinstance(value, (tuple, list)) and len(value) == 2)):
+    """Validated (low, high) float32 pair from a scalar or a (low, high) pair (numpy scalars accepted)."""
+    if not (_is_number(value) or (isinstance(value, (tuple, list)) and len(value) == 2)):
         raise TypeError(f"{name}: expected a number or a (low, high) pair, got {value!r}")
-    low, high = (value, value) if isinstance(value, (int, float)) else value
+    low, high = (value, value) if _is_number(value) else value
     for v in (low, high):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not _is_number(v):
             raise TypeError(f"{name}: expected numbers, got {value!r}")
         if not math.isfinite(v) or v < lower or (open_lower and v == lower) or v > upper:
             bound = f"{'>' if open_lower else '>='} {lower}" + (f" and <= {upper}" if upper != math.inf else "")
             raise ValueError(f"{name}: every value must be finite and {bound}, got {value!r}")
     if low > high:
         raise ValueError(f"{name}: low must not exceed high, got (low, high) = {value!r}")
-    return _f32(low), _f32(high)
+    return _f32(name, float(low), value), _f32(name, float(high), value)
 
 
 class _Model:
     def __post_init__(self):
-        for spec in fields(self):
-            self._check(spec.name)
+        self.parameter_ranges()
 
     def parameter_ranges(self):
-        """(a_low, a_high, b_low, b_high) float32 values of the model's parameters (b unused: 0)."""
-        pairs = [self._check(spec.name) for spec in fields(self)]
-        a = pairs[0]
-        b = pairs[1] if len(pairs) > 1 else (0.0, 0.0)
-        return a + b
+        """(a_low, a_high, b_low, b_high) float32 values of the model's parameters (b unused: 0). Validated once
+        per set of parameter values and cached: the launchers call this on every step."""
+        values = tuple(getattr(self, spec.name) for spec in fields(self))
+        cached = self.__dict__.get("_ranges")
+        if cached is None or cached[0] != values:
+            pairs = [self._check(spec.name) for spec in fields(self)]
+            b = pairs[1] if len(pairs) > 1 else (0.0, 0.0)
+            cached = (values, pairs[0] + b)
+            object.__setattr__(self, "_ranges", cached)  # frozen dataclass: the cache is not a field
+        return cached[1]
 
 
 @dataclass(frozen=True)

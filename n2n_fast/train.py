@@ -8,9 +8,12 @@ checkpoint continues the exact trajectory, and N ranks with batch b draw what on
 Under torchrun each rank trains on its own samples through DistributedDataParallel; rank 0 logs and writes.
 """
 import contextlib
+import importlib.util
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,7 +212,7 @@ def _check_arguments(a):
     if a["seed"] >= 2**63 or a["rampdown"] > 1 or a["lr"] == 0:
         raise ValueError(f"seed must be < 2**63, rampdown <= 1, lr > 0; got seed={a['seed']}, "
                          f"rampdown={a['rampdown']}, lr={a['lr']}")
-    for name in ("resume", "compile", "progress", "plot"):
+    for name in ("resume", "compile", "progress"):
         if not isinstance(a[name], bool):
             raise TypeError(f"{name}: expected a bool, got {type(a[name]).__name__} {a[name]!r}")
     if a["channels_last"] is not None and not isinstance(a["channels_last"], bool):
@@ -239,7 +242,12 @@ def _model(channels, features, seed, device, memory_format):
 def _resume(net, optimizer, path, train_args):
     """(start step, history, best PSNR) from the checkpoint at `path`, refusing one made with other arguments."""
     state = ckpt.read(path, "resume")
-    differ = {k: (state["train_args"].get(k), v) for k, v in train_args.items() if state["train_args"].get(k) != v}
+    if train_args["steps"] < state["step"]:
+        raise ValueError(f"steps: the run in out_dir already made {state['step']} steps; steps={train_args['steps']} "
+                         "would go back (give at least as many to resume or extend it)")
+    # more steps than the checkpoint's run extends it: every other argument must match
+    differ = {k: (state["train_args"].get(k), v) for k, v in train_args.items()
+              if k != "steps" and state["train_args"].get(k) != v}
     if differ:
         raise ValueError("resume: the checkpoint in out_dir was made with different arguments (checkpoint, now): "
                          + "; ".join(f"{k}: {a!r}, {b!r}" for k, (a, b) in differ.items()))
@@ -271,10 +279,114 @@ def _save(run, train_args, history, best_psnr, done, out_dir, improved):
     history_files.write(history, out_dir)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped train() at a step boundary, after writing a checkpoint there."""
+
+    def __init__(self, step, checkpoint):
+        super().__init__(f"training stopped at step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, str(checkpoint)
+
+
+class _StopRequest:
+    """While training: the first SIGINT/SIGTERM asks the loop to stop at the next step boundary (a half-made
+    optimizer step must not be checkpointed); a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.requested, self._previous = False, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+RUN_FILES = ("last.pt", "best.pt", "history.json", "history.csv", "history.png")
+
+
+def _check_run_folder(out_dir, resume, overwrite):
+    """A folder holding a run is never overwritten by accident."""
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite: expected a bool, got {type(overwrite).__name__} {overwrite!r}")
+    if out_dir is None or not Path(out_dir).is_dir():
+        return
+    found = [name for name in RUN_FILES if (Path(out_dir) / name).exists()]
+    if found and not resume and not overwrite:
+        raise FileExistsError(f"out_dir: {str(out_dir)!r} already holds a run ({', '.join(found)}); resume=True "
+                              "continues it, overwrite=True replaces it, or choose another folder")
+
+
+def _remove_run(out_dir):
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _plot_wanted(plot):
+    """Whether to write history.png: None means when matplotlib is installed (an optional extra)."""
+    if plot is not None and not isinstance(plot, bool):
+        raise TypeError(f"plot: expected None (when matplotlib is installed) or a bool, got {plot!r}")
+    try:
+        installed = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation counts as missing
+        installed = False
+    if plot and not installed:
+        raise ValueError("plot: True needs matplotlib, which is not installed (pip install 'n2n_fast[plot]' or "
+                         "matplotlib); plot=None skips the figure when it is missing")
+    return installed if plot is None else plot
+
+
+def _loop(run, train_args, history, best_psnr, start, out_dir, val_pairs, world, every, progress):
+    """Steps start .. run.steps - 1, each followed by logging, validation and checkpoints when due (the only host
+    syncs); appends to `history`; returns the best validation PSNR."""
+    bar = tqdm(total=run.steps, initial=start, disable=not progress or run.rank != 0, unit="step",
+               dynamic_ncols=True)
+    window, window_steps, window_start = torch.zeros((), device=run.stores[0].device), 0, time.perf_counter()
+    with _StopRequest() as stop:
+        for step in range(start, run.steps):
+            if stop.requested:  # Ctrl-C / SIGTERM: leave at a step boundary with a checkpoint there
+                _save(run, train_args, history, best_psnr, step, out_dir, improved=False)
+                raise TrainingInterrupted(step, out_dir / "last.pt")
+            window += train_step(run, step)
+            window_steps += 1
+            done = step + 1
+            is_ckpt = done % every["checkpoint"] == 0 or done == run.steps
+            is_val = bool(val_pairs) and (done % every["val"] == 0 or done == run.steps)
+            if done % every["log"] == 0 or is_ckpt or is_val:
+                row = _history_row(run, window / window_steps, window_steps, window_start, world, done)
+                if not math.isfinite(row["loss"]):
+                    raise FloatingPointError(
+                        f"training diverged: loss {row['loss']} in the steps up to {done}; the last checkpoint in "
+                        f"{str(out_dir)!r} (written while the loss was finite) is kept. Lower lr= (now {run.lr}) or "
+                        "check the data")
+                if is_val and run.rank == 0:
+                    row["val_psnr"] = _val_psnr(run.net, val_pairs, run.autocast, run.memory_format)
+                history.append(row)
+                bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "val_psnr", "images_per_s") if k in row})
+                window.zero_()
+                window_steps, window_start = 0, time.perf_counter()
+            bar.update(1)
+            if is_ckpt and run.rank == 0:
+                improved = history[-1].get("val_psnr") is not None and (best_psnr is None
+                                                                       or history[-1]["val_psnr"] > best_psnr)
+                best_psnr = history[-1]["val_psnr"] if improved else best_psnr
+                _save(run, train_args, history, best_psnr, done, out_dir, improved)
+    bar.close()
+    return best_psnr
+
+
 def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", steps, batch_size=4, crop=256,
           lr=3e-4, seed=0, out_dir, resume=False, val=None, device=None, precision="auto", compile=False,
           features=48, rampdown=0.3, neighbor_weight=2.0, log_every=10, val_every=None, checkpoint_every=1000,
-          channels_last=None, progress=True, plot=True):
+          channels_last=None, progress=True, plot=None, overwrite=False):
     """Train a U-Net denoiser; returns a TrainResult (.model, .history, .checkpoint, .best_checkpoint).
 
     data / pairs / val: a folder, an image path, a list of paths or (H, W[, C]) arrays, or an array ((N, H, W, C)
@@ -287,9 +399,17 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
       channels_last: None (auto: with bf16 or on CUDA) or a bool.
     features: U-Net width (48 in the paper). neighbor_weight: the Neighbor2Neighbor regulariser's final weight.
     log_every / val_every / checkpoint_every: steps between history rows / validations / checkpoints (plus at the
-      end); resume=True continues from out_dir/last.pt when it exists. plot: write history.png at the end."""
+      end); resume=True continues from out_dir/last.pt when it exists (with more steps it extends a finished
+      run; the learning-rate ramp-down then differs from a run started with those steps, so it is not bitwise the
+      same). A folder holding a run is refused unless resume=True or overwrite=True (which removes that run first).
+    plot: write history.png at the end (None: when matplotlib is installed; True: require it).
+    Ctrl-C / SIGTERM stop at the end of the current step, write a checkpoint there (resume=True continues it
+    bitwise) and raise TrainingInterrupted. A non-finite loss (seen at log steps) stops with FloatingPointError,
+    keeping the last good checkpoint."""
     precision = _check_arguments(locals())
     val_every = checkpoint_every if val_every is None else val_every
+    plot = _plot_wanted(plot)
+    _check_run_folder(out_dir, resume, overwrite)
     rank, world, device, started = _distributed(device)
     stores, images = training_data.training_stores(data, pairs, crop, device)
     channels = images[0].shape[2]
@@ -298,6 +418,8 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED)
     _writable(out_dir)
     out_dir = Path(out_dir)
+    if overwrite and not resume:
+        _remove_run(out_dir)
 
     amp = _autocast_dtype(precision, device)
     use_channels_last = channels_last if channels_last is not None else amp is not None or device.type == "cuda"
@@ -318,29 +440,8 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
               (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext)
 
     # ---- the loop: one step, then logging, validation and checkpoints (the only host syncs)
-    bar = tqdm(total=steps, initial=start, disable=not progress or rank != 0, unit="step", dynamic_ncols=True)
-    window, window_steps, window_start = torch.zeros((), device=device), 0, time.perf_counter()
-    for step in range(start, steps):
-        window += train_step(run, step)
-        window_steps += 1
-        done = step + 1
-        is_ckpt = done % checkpoint_every == 0 or done == steps
-        is_val = bool(val_pairs) and (done % val_every == 0 or done == steps)
-        if done % log_every == 0 or is_ckpt or is_val:
-            row = _history_row(run, window / window_steps, window_steps, window_start, world, done)
-            if is_val and rank == 0:
-                row["val_psnr"] = _val_psnr(net, val_pairs, run.autocast, memory_format)
-            history.append(row)
-            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "val_psnr", "images_per_s") if k in row})
-            window.zero_()
-            window_steps, window_start = 0, time.perf_counter()
-        bar.update(1)
-        if is_ckpt and rank == 0:
-            improved = history[-1].get("val_psnr") is not None and (best_psnr is None
-                                                                   or history[-1]["val_psnr"] > best_psnr)
-            best_psnr = history[-1]["val_psnr"] if improved else best_psnr
-            _save(run, train_args, history, best_psnr, done, out_dir, improved)
-    bar.close()
+    best_psnr = _loop(run, train_args, history, best_psnr, start, out_dir, val_pairs, world,
+                      dict(log=log_every, val=val_every, checkpoint=checkpoint_every), progress)
     if rank == 0 and history:
         history_files.write(history, out_dir)
         if plot:

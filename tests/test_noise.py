@@ -428,3 +428,16 @@ def test_noise_bits_unchanged_across_versions():
                 for t in n2n_fast.noisy_pair(x, noise, seed=123456789, step=7, index=3, backend=backend):
                     digest.update(t.contiguous().view(torch.uint8).numpy().tobytes())
         assert digest.hexdigest() == "34ccc760ee83da22fb6d5099337fd2154cd89072d382b51d0fd874efec2193de", backend
+
+
+def test_levels_float32_cannot_hold_are_refused_and_numpy_scalars_accepted():
+    from n2n_fast import Gaussian, Poisson, PoissonGaussian
+
+    with pytest.raises(ValueError, match="sigma: 1e\\+40 is out of float32's range"):
+        Gaussian(1e40)  # would become inf: NaN noise
+    with pytest.raises(ValueError, match="peak: 1e-46 underflows to 0 in float32"):
+        Poisson(1e-46)  # would become 0: division by zero
+    assert Gaussian(np.float32(0.1)).parameter_ranges() == Gaussian(0.1).parameter_ranges()
+    assert PoissonGaussian(np.int64(30), (np.float64(0.0), 0.05)).parameter_ranges()[:2] == (30.0, 30.0)
+    with pytest.raises(TypeError, match="sigma: expected a number"):
+        Gaussian(np.bool_(True))

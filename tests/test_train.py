@@ -284,3 +284,108 @@ def test_cuda_defaults_track_float32(tmp_path, small):
     exact = n2n_fast.train(out_dir=tmp_path / "fp32", precision="float32", channels_last=False, **args)
     assert fast.model.enc_conv0.weight.dtype == torch.float32  # autocast, not a bf16 model
     np.testing.assert_allclose([r["loss"] for r in fast.history], [r["loss"] for r in exact.history], rtol=0.05)
+
+
+# ---- users' data is safe: no clobbered run, Ctrl-C checkpoints, extend, divergence, optional extras -------------
+def test_folder_holding_a_run_is_refused_unless_resume_or_overwrite(tmp_path, small):
+    args = dict(data=small, noise=Gaussian(0.1), **TINY)
+    n2n_fast.train(out_dir=tmp_path, val=small[:1], val_every=1, **args)
+    assert (tmp_path / "best.pt").exists()
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a run .*last.pt.*resume=True.*overwrite=True"):
+        n2n_fast.train(out_dir=tmp_path, **args)
+    assert (tmp_path / "last.pt").read_bytes() == before  # untouched
+    n2n_fast.train(out_dir=tmp_path, overwrite=True, **{**args, "features": 4})
+    assert not (tmp_path / "best.pt").exists()  # the stale best.pt of the replaced run went with it
+    assert ckpt.read(tmp_path / "last.pt")["model_args"]["features"] == 4
+
+
+def test_interrupt_checkpoints_at_a_step_boundary_and_resumes_bitwise(tmp_path, small, monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("n2n_fast.train")  # the module: n2n_fast.train is the function
+
+    args = dict(data=small, noise=Gaussian(0.1), **{**TINY, "steps": 6, "log_every": 1})
+    whole = n2n_fast.train(out_dir=tmp_path / "whole", **args)
+    real_step = train_module.train_step
+
+    def step_then_ctrl_c(run, step):
+        loss = real_step(run, step)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-run; the loop stops before step 3
+        return loss
+
+    monkeypatch.setattr(train_module, "train_step", step_then_ctrl_c)
+    with pytest.raises(train_module.TrainingInterrupted, match="stopped at step 3") as stopped:
+        n2n_fast.train(out_dir=tmp_path / "cut", **args)
+    assert ckpt.read(stopped.value.checkpoint)["step"] == 3
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    resumed = n2n_fast.train(out_dir=tmp_path / "cut", resume=True, **args)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_resume_with_more_steps_extends_a_finished_run(tmp_path, small):
+    args = dict(data=small, noise=Gaussian(0.1), out_dir=tmp_path, **{**TINY, "log_every": 1})
+    n2n_fast.train(**args)
+    longer = n2n_fast.train(resume=True, **{**args, "steps": 5})
+    assert [row["step"] for row in longer.history] == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="steps: the run in out_dir already made 5 steps"):
+        n2n_fast.train(resume=True, **{**args, "steps": 4})
+
+
+def test_non_finite_loss_stops_keeping_the_last_good_checkpoint(tmp_path, small):
+    args = dict(data=small, noise=Gaussian(0.1), **{**TINY, "steps": 8, "log_every": 1, "checkpoint_every": 1})
+    with pytest.raises(FloatingPointError, match="training diverged: loss (nan|inf)"):
+        n2n_fast.train(out_dir=tmp_path, lr=1e30, **args)
+    state = ckpt.read(tmp_path / "last.pt")
+    assert all(math.isfinite(row["loss"]) for row in state["history"]) and state["step"] < 8
+
+
+def test_core_install_trains_without_matplotlib_scipy_and_skimage(tmp_path):
+    """The optional extras only add features: train and denoise with their defaults when they are missing."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('matplotlib', 'scipy', 'skimage'):\n"
+        "            raise ImportError('blocked for the test: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np, n2n_fast\n"
+        "images = [np.random.default_rng(0).integers(0, 256, (40, 44, 3), dtype=np.uint8)]\n"
+        f"result = n2n_fast.train(data=images, noise=n2n_fast.Gaussian(0.1), steps=2, batch_size=2, crop=32,\n"
+        f"                        features=8, out_dir={str(tmp_path)!r}, progress=False)\n"
+        "out = n2n_fast.denoise(result.model, images[0])\n"
+        "assert out.shape == images[0].shape and out.dtype == np.uint8\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+    assert (tmp_path / "last.pt").exists() and not (tmp_path / "history.png").exists()
+
+
+def test_pairs_of_identical_images_are_refused(tmp_path, small):
+    with pytest.raises(ValueError, match="pairs\\[1\\]: the same images as pairs\\[0\\]"):
+        n2n_fast.train(pairs=(small, [a.copy() for a in small]), out_dir=tmp_path, **TINY)
+
+
+def test_cli_version_threads_overwrite_and_pairs_with_noise(tmp_path, small, capsys):
+    from n2n_fast.cli import main
+
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0 and capsys.readouterr().out.startswith("n2n_fast ")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i, image in enumerate(small):
+        n2n_fast.write_image(str(folder / f"{i}.png"), image / 255.0)
+    base = ["train", "--data", str(folder), "--noise", "gaussian:25", "--steps", "2", "--batch-size", "2",
+            "--crop", "32", "--features", "8", "--precision", "float32", "--quiet", "--threads", "1",
+            "--out", str(tmp_path / "run")]
+    assert main(base) == 0
+    assert main(base) == 2 and "already holds a run" in capsys.readouterr().err
+    assert main(base + ["--overwrite"]) == 0
+    pairs = ["train", "--pairs", str(folder), str(folder), "--noise", "gaussian:25", "--steps", "1",
+             "--out", str(tmp_path / "p")]
+    assert main(pairs) == 2 and "--noise: 'gaussian:25' would be ignored" in capsys.readouterr().err

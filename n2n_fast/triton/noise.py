@@ -116,7 +116,8 @@ def block_size(dtype, model):
 
 
 def launch(clean, model, params, seed, step, index, out_dtype):
-    """(y0, y1, keep) for a contiguous (B, C, H, W) batch; keep is (B, 1, H, W) for Bernoulli, else empty."""
+    """(y0, y1, keep) for a (B, C, H, W) batch; keep is (B, 1, H, W) for Bernoulli, else empty."""
+    clean = clean.contiguous()
     batch, channels, height, width = clean.shape
     pixels = height * width
     sample_numel = channels * pixels
@@ -144,7 +145,7 @@ def launch(clean, model, params, seed, step, index, out_dtype):
 def triton_noisy_pair(clean: torch.Tensor, model: int, params: Sequence[float], seed: int, step: int, index: int,
                       out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The Triton noisy pair as a torch op: (y0, y1, keep) with keep empty unless model is Bernoulli."""
-    return launch(clean.contiguous(), model, list(params), seed, step, index, out_dtype)
+    return launch(clean, model, list(params), seed, step, index, out_dtype)
 
 
 @triton_noisy_pair.register_fake
@@ -154,6 +155,8 @@ def _(clean, model, params, seed, step, index, out_dtype):
 
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
     """(y0, y1, keep or None) for a validated (B, C, H, W) batch (the backend entry of n2n_fast.noise)."""
-    y0, y1, keep = triton_noisy_pair(clean, noise.code, list(noise.parameter_ranges()), nz.signed_seed(seed), step,
-                                     index, out_dtype)
+    args = (clean, noise.code, list(noise.parameter_ranges()), nz.signed_seed(seed), step, index, out_dtype)
+    # eager callers skip custom_op's per-call dispatch (tens of microseconds: longer than a small launch);
+    # torch.compile traces the op
+    y0, y1, keep = triton_noisy_pair(*args) if torch.compiler.is_compiling() else launch(*args)
     return y0, y1, (keep if noise.code == nz.BERNOULLI else None)
