@@ -63,4 +63,5 @@ def test_train_step_launches(benchmark, tmp_path):
         train(4)
     benchmark.pedantic(train, args=(4,), rounds=3, iterations=1)
     benchmark.extra_info.update(op="train() steps of a tiny U-Net, dry run (4 steps per round)", size="4x3x32x32",
-                                impl="defaults", device="dry run", launches_per_step=len(made) / 4)
+                                impl="defaults", device="dry run",
+                                launches_per_step=len(made) / 4)  # includes train()'s one noise-model probe

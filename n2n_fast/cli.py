@@ -82,7 +82,7 @@ def _cmd_train(args):
                    out_dir=args.out, resume=args.resume, val=val, device=args.device, precision=args.precision,
                    compile=args.compile, features=args.features, log_every=args.log_every,
                    val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, axes=args.axes)
     last = result.history[-1] if result.history else {}
     print(f"trained {last.get('step', 0)} steps; last loss {last.get('loss', float('nan')):.5g}"
           + (f", val PSNR {last['val_psnr']:.2f} dB" if last.get("val_psnr") is not None else "")
@@ -175,6 +175,9 @@ def build_parser():
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt when it exists (a larger --steps extends a finished run)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (else it is refused)")
+    p.add_argument("--axes", default=None,
+                   help="layout of the images: YX, YXC, CYX, ZYX, TYX, ZYXC, ... (Z/T stacks train as 2-D images; "
+                        "needed when a 3-D file could be a stack or channels)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; on a shared machine fewer can be faster)")
     p.add_argument("--val", nargs="+", metavar="PATH", help="clean validation images")

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .axes import check_axes, to_stack
 from .conventions import uint_peak
+from .io import SUPPORTED as IMAGE_SUFFIXES  # a folder's images: what io reads
 from .philox import host_words, philox_words
 
 DATA_KEY = 0x5A7A_5EED_C0FF_EE00  # below 2**63: keys travel as int64 into the extension
 SAMPLE, PAIR, NEIGHBOR = 0, 1, 2
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm")
 # (first, second) positions inside a 2x2 cell (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) that are
 # horizontal or vertical neighbours: the eight ordered choices of Neighbor2Neighbor's random sub-sampler.
 NEIGHBOR_PAIRS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 3), (3, 1), (2, 3), (3, 2))
@@ -48,43 +49,54 @@ def _as_image(array, where):
     return array
 
 
-def _read(path, where):
-    from .io import read_image
+def _read(path, where, axes):
+    """The 2-D images of one file (one, or each slice of a Z/T stack) as compact (H, W, C) arrays."""
+    from .io import read_stack
 
     try:
-        pixels, dtype = read_image(path)
+        stack, dtype, _ = read_stack(path, axes)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise ValueError(f"{where}: cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from exc
-    # read_image scales to float32 [0, 1]; go back to the file's compact dtype so the store stays small
+    # read_stack scales to float32 [0, 1]; go back to the file's compact dtype so the store stays small
     if np.dtype(dtype) in (np.uint8, np.uint16):
-        top = np.iinfo(dtype).max
-        pixels = np.rint(np.asarray(pixels, dtype=np.float32) * top).astype(dtype)
-    return _as_image(np.asarray(pixels), f"{where} ({path})")
+        stack = np.rint(stack * np.iinfo(dtype).max).astype(dtype)
+    return [_as_image(image, f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else ""))
+            for z, image in enumerate(stack)]
 
 
-def load_images(source, name):
-    """A list of (H, W, C) arrays from a folder, an image path, a list of paths/arrays, or an array.
+def _array_images(array, where, axes):
+    if axes is None:  # (H, W), (H, W, C) or an (N, H, W, C) stack, as before axes existed
+        return [_as_image(image, f"{where}[{i}]") for i, image in enumerate(array)] if array.ndim == 4 else \
+            [_as_image(array, where)]
+    stack = to_stack(array, check_axes(axes, array.shape))
+    return [_as_image(image, f"{where}[{i}]" if len(stack) > 1 else where) for i, image in enumerate(stack)]
 
-    An array is one image when 2-D (H, W) or 3-D (H, W, C), a stack when 4-D (N, H, W, C)."""
+
+def load_images(source, name, axes=None):
+    """A list of (H, W, C) arrays from a folder, an image path, a list of paths/arrays, or an array. Z/T stacks
+    (axes such as "ZYX", n2n_fast/axes.py) become one 2-D image per slice.
+
+    An array without axes is one image when 2-D (H, W) or 3-D (H, W, C), a stack when 4-D (N, H, W, C)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise ValueError(f"{name}: folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            return [_read(p, f"{name}[{i}]") for i, p in enumerate(files)]
+            return [image for i, p in enumerate(files) for image in _read(p, f"{name}[{i}]", axes)]
         if not path.exists():
             raise ValueError(f"{name}: {str(path)!r} does not exist")
-        return [_read(path, name)]
+        return _read(path, name, axes)
     if isinstance(source, np.ndarray):
-        if source.ndim == 4:
-            return [_as_image(image, f"{name}[{i}]") for i, image in enumerate(source)]
-        return [_as_image(source, name)]
+        return _array_images(source, name, axes)
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError(f"{name}: empty list of images")
-        return [_read(item, f"{name}[{i}]") if isinstance(item, (str, os.PathLike)) else _as_image(item, f"{name}[{i}]")
-                for i, item in enumerate(source)]
+        return [image for i, item in enumerate(source)
+                for image in (_read(item, f"{name}[{i}]", axes) if isinstance(item, (str, os.PathLike))
+                              else _array_images(item, f"{name}[{i}]", axes))]
     raise TypeError(f"{name}: expected a folder, an image path, a list of paths or arrays, or a numpy array; "
                     f"got {type(source).__name__}")
 
@@ -105,13 +117,13 @@ def _scale(array):
     return float(uint_peak(array.dtype) or 1.0)
 
 
-def training_stores(data, pairs, crop, device):
+def training_stores(data, pairs, crop, device, axes=None):
     """(stores, images of the first realisation): the training images decoded once and checked (aligned pairs,
     one channel count, each at least crop x crop), kept compact on `device`."""
     if pairs is not None:
         if not isinstance(pairs, (tuple, list)) or len(pairs) < 2:
             raise ValueError(f"pairs: expected a tuple of >= 2 aligned sources, got {type(pairs).__name__}")
-        realisations = [load_images(source, f"pairs[{k}]") for k, source in enumerate(pairs)]
+        realisations = [load_images(source, f"pairs[{k}]", axes) for k, source in enumerate(pairs)]
         first = [i.shape for i in realisations[0]]
         for k, images in enumerate(realisations[1:], 1):
             mine = [i.shape for i in images]
@@ -123,12 +135,12 @@ def training_stores(data, pairs, crop, device):
                 raise ValueError(f"pairs[{k}]: the same images as pairs[0]; Noise2Noise needs two independent noisy "
                                  "realisations of each scene (identical pairs teach the identity map)")
     else:
-        realisations = [load_images(data, "data")]
+        realisations = [load_images(data, "data", axes)]
     check_images(realisations[0], "pairs[0]" if pairs is not None else "data", crop)
     return [ImageStore(images, device) for images in realisations], realisations[0]
 
 
-def validation_pairs(val, noise, channels, device, seed):
+def validation_pairs(val, noise, channels, device, seed, axes=None):
     """[(noisy, clean)] (1, C, H, W) float32 tensors on `device`: val's clean images noised once with `noise`
     (seed `seed`, step 0, image index as the sample index: fixed across runs), or val = (noisy, clean) as given."""
     if val is None:
@@ -136,12 +148,12 @@ def validation_pairs(val, noise, channels, device, seed):
     from .noise import add_noise
 
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
-    clean_images = load_images(val_clean, "val")
+    clean_images = load_images(val_clean, "val", axes)
     check_images(clean_images, "val")
     if clean_images[0].shape[2] != channels:
         raise ValueError(f"val: images have {clean_images[0].shape[2]} channels, the training data {channels}")
     clean_store = ImageStore(clean_images, device)
-    noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]"), device)
+    noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes), device)
     if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
         raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
     out = []

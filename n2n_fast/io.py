@@ -8,9 +8,10 @@ import os
 import numpy as np
 
 from .atomic_file import atomic_path
+from .axes import check_axes, infer_axes, to_stack
 
 _TIFF = (".tif", ".tiff")
-_PILLOW = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_PILLOW = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".ppm")
 SUPPORTED = _TIFF + _PILLOW + (".npy",)
 _INTEGER_PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
@@ -58,43 +59,64 @@ def _extension(path, name):
 
 
 def _decode(path, ext):
+    """(array, axes hint or None): tifffile's series axes for TIFF files, "YXC" for colour images from Pillow."""
     if ext in _TIFF:
         import tifffile
 
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            return series.asarray(), series.axes
     if ext == ".npy":
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False), None
     from PIL import Image
 
     with Image.open(path) as image:
         if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
             image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
         if image.mode in ("I;16", "I;16B", "I;16L"):
-            return np.asarray(image).astype(np.uint16)
+            return np.asarray(image).astype(np.uint16), "YX"
         if image.mode == "I":  # 16-bit PNG greyscale is often opened as 32-bit 'I' with values below 65536
             array = np.asarray(image)
             if array.min() >= 0 and array.max() <= 65535:
-                return array.astype(np.uint16)
+                return array.astype(np.uint16), "YX"
             raise ValueError(f"path: {path} holds 32-bit integer pixels; accepted: 8- or 16-bit images")
-        return np.asarray(image)
+        array = np.asarray(image)
+        return array, "YXC" if array.ndim == 3 else "YX"
 
 
-def read_image(path):
-    """Decode one image file -> (pixels, dtype): pixels float32 (H, W) or (H, W, C) in [0, 1], dtype the file's
-    sample type (uint8, uint16 or a float type), for writing results back in kind."""
+def read_stack(path, axes=None):
+    """Decode an image file -> (stack, dtype, axes): stack float32 (N, H, W, C) in [0, 1] (N > 1 for a Z or T
+    stack), dtype the file's sample type, axes the layout read (given, from the file's metadata, or unambiguous
+    from the shape; see n2n_fast/axes.py). An ambiguous 3-D or 4-D array without axes is refused."""
     ext = _extension(path, "path")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file {path}")
+        raise FileNotFoundError(f"path: no such file {path}" + (" (a folder)" if os.path.isdir(path) else ""))
     try:
-        array = _decode(path, ext)
+        array, hint = _decode(path, ext)
     except (ValueError, FileNotFoundError):
         raise
     except Exception as exc:  # decoders raise many types for corrupt files; name the file and the cause
         raise ValueError(f"path: cannot read image {path} ({type(exc).__name__}: {exc})") from exc
-    if ext in _TIFF and array.ndim == 3 and array.shape[0] < array.shape[-1] and array.shape[0] <= 8:
-        array = np.moveaxis(array, 0, -1)  # planar (C, H, W) TIFF -> (H, W, C)
-    check_layout(array, f"image {path}")
-    return to_unit(array, f"image {path}")
+    if array.dtype.byteorder == ">":  # big-endian files (valid input): native order for the arithmetic
+        array = array.astype(array.dtype.newbyteorder("="))
+    axes = check_axes(axes, array.shape) if axes is not None else infer_axes(array.shape, hint, f"image {path}")
+    stack = to_stack(array, axes)
+    if min(stack.shape) < 1:
+        raise ValueError(f"image {path}: empty array of shape {array.shape}")
+    pixels, dtype = to_unit(stack, f"image {path}")
+    return pixels, dtype, axes
+
+
+def read_image(path, axes=None):
+    """Decode one image file -> (pixels, dtype): pixels float32 (H, W) or (H, W, C) in [0, 1], dtype the file's
+    sample type (uint8, uint16 or a float type), for writing results back in kind. A stack is refused (read_stack
+    reads it)."""
+    stack, dtype, axes = read_stack(path, axes)
+    if stack.shape[0] != 1:
+        raise ValueError(f"path: {path} holds a stack of {stack.shape[0]} images (axes {axes}); read it with "
+                         "read_stack, or give the stack to train/denoise with axes=")
+    image = stack[0]
+    return (image if "C" in axes else image[..., 0]), dtype
 
 
 def write_image(path, pixels, dtype=np.uint8):
@@ -112,8 +134,10 @@ def write_image(path, pixels, dtype=np.uint8):
         if ext in _TIFF:
             import tifffile
 
-            tifffile.imwrite(tmp, data, photometric="rgb" if data.ndim == 3 and data.shape[2] in (3, 4)
-                             else "minisblack")
+            rgb = data.ndim == 3 and data.shape[2] in (3, 4)
+            # the axes go into the file, so a multi-channel image reads back as channels, not as a stack
+            tifffile.imwrite(tmp, data, photometric="rgb" if rgb else "minisblack",
+                             metadata=None if rgb else {"axes": "YXC" if data.ndim == 3 else "YX"})
         elif ext == ".npy":
             np.save(tmp, data)  # tmp ends in .npy, so numpy writes exactly there
         else:

@@ -386,12 +386,14 @@ def _loop(run, train_args, history, best_psnr, start, out_dir, val_pairs, world,
 def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", steps, batch_size=4, crop=256,
           lr=3e-4, seed=0, out_dir, resume=False, val=None, device=None, precision="auto", compile=False,
           features=48, rampdown=0.3, neighbor_weight=2.0, log_every=10, val_every=None, checkpoint_every=1000,
-          channels_last=None, progress=True, plot=None, overwrite=False):
+          channels_last=None, progress=True, plot=None, overwrite=False, axes=None):
     """Train a U-Net denoiser; returns a TrainResult (.model, .history, .checkpoint, .best_checkpoint).
 
     data / pairs / val: a folder, an image path, a list of paths or (H, W[, C]) arrays, or an array ((N, H, W, C)
       is a stack); pairs is a tuple of >= 2 such sources holding aligned realisations of the same scenes; val is
       clean images (noised once with `noise`, fixed seed) or a tuple (noisy, clean).
+    axes: the layout of the files and arrays given ("YX", "YXC", "CYX", "ZYX", "TYX", "ZYXC", ...; see
+      n2n_fast/axes.py): Z/T stacks train as sets of 2-D images; ambiguous 3-D/4-D data without it is refused.
     noise: an n2n_fast.noise model (Gaussian, Poisson, ...); needed with `data` unless targets="neighbor" on data
       that is already noisy. loss: "l2" | "l1" | "l0" (gamma annealed 2 -> 0) | "hdr".
     steps, batch_size (per rank), crop (square, pixels), lr (Adam, cos² ramp-down over the last `rampdown`), seed.
@@ -411,11 +413,11 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     plot = _plot_wanted(plot)
     _check_run_folder(out_dir, resume, overwrite)
     rank, world, device, started = _distributed(device)
-    stores, images = training_data.training_stores(data, pairs, crop, device)
+    stores, images = training_data.training_stores(data, pairs, crop, device, axes)
     channels = images[0].shape[2]
     if noise is not None:  # the noise model checks its own parameters; fail here, before any training
         noisy_pair(torch.rand(1, channels, 4, 4, device=device), noise, seed=seed)
-    val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED)
+    val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED, axes)
     _writable(out_dir)
     out_dir = Path(out_dir)
     if overwrite and not resume:

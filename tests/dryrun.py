@@ -71,10 +71,12 @@ def _driver_class():
             scalars = tuple(a for a in args if not hasattr(a, "data_ptr"))
             LAUNCHES.append(Launch(self.kernel_name, self.arch, (grid_x, grid_y, grid_z), scalars,
                                    tuple(str(t.dtype) for t in tensors)))
-            # no kernel runs: zero every buffer it was handed, so what host code reads next (a loss, a count,
-            # Philox words) is finite and in range instead of uninitialised memory
+            # no kernel runs: zero the small buffers it was handed, so what host code reads next (a loss, a count,
+            # Philox words for the data path) is finite and in range instead of uninitialised memory; large ones
+            # (images, gradients) are left alone so host-time measurements stay host time
             for tensor in tensors:
-                tensor.detach().zero_()
+                if tensor.numel() <= 65536:
+                    tensor.detach().zero_()
             super().__call__(grid_x, grid_y, grid_z, stream, function, kernel_metadata, launch_metadata, enter,
                              exit_, *args)
 
