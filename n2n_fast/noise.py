@@ -171,6 +171,11 @@ def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
     noise.parameter_ranges()  # re-validates (dataclasses can be built with object.__setattr__ tricks)
     if out_dtype not in NOISE_OUTPUTS:
         raise TypeError(f"out_dtype: expected one of {', '.join(str(d) for d in NOISE_OUTPUTS)}, got {out_dtype!r}")
+    if isinstance(step, torch.Tensor):  # the device-step form: read by the kernels, never by the host (no sync)
+        if step.dim() != 0 or step.dtype != torch.int64 or step.device != clean.device:
+            raise TypeError(f"step: a tensor step must be a 0-d int64 tensor on {clean.device}, got "
+                            f"{step.dtype} of shape {tuple(step.shape)} on {step.device}")
+        step = 0  # its value is checked where it is advanced (train())
     for name, value, top in (("seed", seed, 2**64), ("step", step, MAX_STEP), ("index", index, MAX_SAMPLE)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name}: expected an int, got {value!r}")
@@ -192,7 +197,8 @@ def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, 
 
     clean: (B, C, H, W) or (C, H, W), float32/float16/bfloat16 in [0, 1] or uint8/uint16 (scaled to [0, 1]).
     noise: Gaussian | Poisson | PoissonGaussian | Bernoulli | Impulse.
-    seed: Philox key; step: training step; index: global index of the batch's first sample.
+    seed: Philox key; step: training step, an int or a 0-d int64 tensor on clean's device (read on the device:
+      a replayed CUDA graph draws new noise at every step); index: global index of the batch's first sample.
     out_dtype: float32, bfloat16 or float16. Values are not clipped.
     backend: None (first that serves) or "triton" / "extension" / "reference" to force one.
     check_finite: reject NaN/Inf in float inputs (one extra read of the batch and a host sync).

@@ -28,6 +28,7 @@ from . import history as history_files
 from . import loss as losses
 from . import schedule
 from .conventions import LOSS_KINDS as LOSSES
+from .device_crops import DeviceCrops
 from .conventions import PRECISIONS, precision_name, psnr
 from .noise import add_noise, noisy_pair
 from .unet import UNet
@@ -129,6 +130,26 @@ class Run:
     rank: int
     memory_format: torch.memory_format
     autocast: object  # a context-manager factory: bf16 autocast or nothing
+    step_t: torch.Tensor = None  # 0-d int64 on the device: the step the kernels and the crop picks read
+    device_crops: list = None  # DeviceCrops per store, or None when a store is not resident (memmaps)
+
+    def __post_init__(self):
+        device = self.stores[0].device
+        self.step_t = torch.zeros((), dtype=torch.int64, device=device)
+        usable = all(DeviceCrops.usable(store) for store in self.stores)
+        self.device_crops = ([DeviceCrops(store, training_data.DATA_KEY, training_data.SAMPLE)
+                              for store in self.stores] if usable else None)
+
+    def picks(self, step, index):
+        """This step's crop picks: on the device from step_t when the images are resident, else on the host."""
+        if self.device_crops:
+            return self.device_crops[0].picks(self.seed, self.step_t, index, self.batch_size, self.crop)
+        return training_data.draw_crops(self.seed, step, index, self.batch_size, self.stores[0].sizes, self.crop)
+
+    def cut(self, realisation, picks):
+        if self.device_crops:
+            return self.device_crops[realisation].cut(picks, self.crop)
+        return self.stores[realisation].crops(picks, self.crop)
 
     def loss_fn(self, pred, target, **extra):
         return getattr(losses, f"{self.loss}_loss")(pred, target, **extra)
@@ -141,32 +162,40 @@ class Run:
 def _synthetic_n2n(run, step, index, picks, extra):
     """Input and target are independent noisy copies of the same clean crops; the fused objective regenerates the
     target inside the loss (n2n_fast.n2n_loss decides fused or not)."""
-    clean = run.stores[0].crops(picks, run.crop)
-    noisy = add_noise(clean, run.noise, seed=run.seed, step=step, index=index, check_finite=False)
+    clean = run.cut(0, picks)
+    noisy = add_noise(clean, run.noise, seed=run.seed, step=run.step_t, index=index, check_finite=False)
     pred = run.model(run.network_input(noisy))
-    return losses.n2n_loss(pred, clean, run.noise, seed=run.seed, step=step, index=index, kind=run.loss, **extra)
+    return losses.n2n_loss(pred, clean, run.noise, seed=run.seed, step=run.step_t, index=index, kind=run.loss,
+                           **extra)
 
 
 def _noise2clean(run, step, index, picks, extra):
     """The baseline: noisy input, clean target."""
-    clean = run.stores[0].crops(picks, run.crop)
-    noisy = add_noise(clean, run.noise, seed=run.seed, step=step, index=index, check_finite=False)
+    clean = run.cut(0, picks)
+    noisy = add_noise(clean, run.noise, seed=run.seed, step=run.step_t, index=index, check_finite=False)
     return run.loss_fn(run.model(run.network_input(noisy)), clean, **extra)
 
 
 def _real_pairs(run, step, index, picks, extra):
     """Two different realisations of the same crop: one the input, the other the target."""
-    which = training_data.draw_realisations(run.seed, step, index, len(picks), len(run.stores))
-    inputs, target = training_data.cut_pairs(run.stores, picks, which, run.crop)
+    if run.device_crops:
+        first, second = run.device_crops[0].realisation_pairs(run.seed, run.step_t, index, run.batch_size,
+                                                              len(run.stores), training_data.PAIR)
+        every = torch.stack([run.cut(k, picks) for k in range(len(run.stores))])  # (R, B, C, H, W)
+        rows = torch.arange(run.batch_size, device=every.device)
+        inputs, target = every[first, rows], every[second, rows]
+    else:
+        which = training_data.draw_realisations(run.seed, step, index, len(picks), len(run.stores))
+        inputs, target = training_data.cut_pairs(run.stores, picks, which, run.crop)
     return run.loss_fn(run.model(run.network_input(inputs)), target, **extra)
 
 
 def _neighbor2neighbor(run, step, index, picks, extra):
     """Neighbor2Neighbor on single noisy images: two sub-images of neighbouring pixels, plus its regulariser."""
-    noisy = run.stores[0].crops(picks, run.crop)
+    noisy = run.cut(0, picks)
     if run.noise is not None:
-        noisy = add_noise(noisy, run.noise, seed=run.seed, step=step, index=index, check_finite=False)
-    choice = training_data.neighbor_choice(noisy.shape, run.seed, step, index, noisy.device)
+        noisy = add_noise(noisy, run.noise, seed=run.seed, step=run.step_t, index=index, check_finite=False)
+    choice = training_data.neighbor_choice(noisy.shape, run.seed, run.step_t, index, noisy.device)
     g1, g2 = training_data.neighbor_split(noisy, choice)
     with torch.no_grad():  # the regulariser's g1(f(y)) - g2(f(y)) is a fixed target (stop gradient)
         f1, f2 = training_data.neighbor_split(run.net(run.network_input(noisy)).float(), choice)
@@ -185,7 +214,8 @@ def train_step(run, step):
         group["lr"] = lr_now
     extra = {"gamma": schedule.l0_gamma(step, run.steps)} if run.loss == "l0" else {}
     index = run.rank * run.batch_size  # global index of this rank's first sample in the step
-    picks = training_data.draw_crops(run.seed, step, index, run.batch_size, run.stores[0].sizes, run.crop)
+    run.step_t.fill_(step)  # the kernels and the crop picks read the step from device memory
+    picks = run.picks(step, index)
     with run.autocast():
         objective = run.objective(run, step, index, picks, extra)
     run.optimizer.zero_grad(set_to_none=True)

@@ -210,8 +210,57 @@ def test_train_steps_repeat_their_launches(dry_run, tmp_path):
     per_step = (len(made[4]) - len(made[1])) // 3
     assert per_step >= 4 and len(made[4]) - len(made[1]) == 3 * per_step
     last = made[4][-3 * per_step:]
-    shape = lambda step: [(launch.kernel, launch.grid, launch.dtypes) for launch in step]  # noqa: E731
-    assert shape(last[:per_step]) == shape(last[per_step:2 * per_step]) == shape(last[2 * per_step:])
+    # kernels, grids, dtypes and every scalar argument: the step travels in device memory (train() reads the
+    # device-step path on every device), so a CUDA graph captured once replays these launches unchanged
+    assert last[:per_step] == last[per_step:2 * per_step] == last[2 * per_step:]
+    assert all(launch.scalars[-1] is True for launch in last if launch.kernel in ("_noisy_pair_kernel",
+                                                                                 "_n2n_loss_kernel"))
+
+
+SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "item")
+
+
+class SyncDetector(torch.utils._python_dispatch.TorchDispatchMode):
+    """Fails on every op that makes the host wait for the device: .item(), bool(tensor), .tolist() (all
+    _local_scalar_dense), nonzero, masked_select, unique, and indexing with a boolean mask."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        bool_index = name in ("index", "index_put_", "index_put") and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
+            if i is not None)
+        if name in SYNCING_OPS or bool_index:
+            raise AssertionError(f"host sync inside the training step: aten.{name}")
+        return func(*args, **(kwargs or {}))
+
+
+def test_sync_detector_catches_a_sync():
+    with pytest.raises(AssertionError, match="aten._local_scalar_dense"), SyncDetector():
+        torch.ones(2).sum().item()
+    with pytest.raises(AssertionError, match="aten.index"), SyncDetector():
+        torch.arange(3)[torch.tensor([True, False, True])]
+
+
+@pytest.mark.parametrize("mode,kwargs", [TRAIN_MODES[0], TRAIN_MODES[5], TRAIN_MODES[-3], TRAIN_MODES[-2]],
+                         ids=["n2n", "n2n-l1", "n2c", "pairs"])
+def test_train_step_makes_no_host_sync(dry_run, tmp_path, monkeypatch, mode, kwargs):
+    """Every step after the first runs under the sync detector (the first builds caches: dispatch, compiles)."""
+    import importlib
+
+    train_module = importlib.import_module("n2n_fast.train")
+    real_step = train_module.train_step
+
+    def watched(run, step):
+        if step == 0:
+            return real_step(run, step)
+        with SyncDetector():
+            return real_step(run, step)
+
+    monkeypatch.setattr(train_module, "train_step", watched)
+    images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
+    source = dict(pairs=(images, [i[::-1].copy() for i in images])) if mode == "pairs" else dict(data=images)
+    n2n_fast.train(**source, **kwargs, steps=3, batch_size=2, crop=16, features=8, out_dir=tmp_path,
+                   progress=False, plot=False, log_every=100)
 
 
 # ---------------------------------------------------------------- what ptxas says of every specialisation compiled

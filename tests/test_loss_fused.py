@@ -101,7 +101,7 @@ def test_fused_kernels_compile_clean():
     from n2n_fast._backend import OPS
 
     scalars = {"cols": "i64", "pixels": "i64", "channels": "i64", "in_scale": "fp32", "seed": "u64", "step": "i64",
-               "index": "i64", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32",
+               "step_ptr": "*i64", "index": "i64", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32",
                "gamma": "fp32", "eps": "fp32", "need_grad": "i1", "has_mask": "i1", "reduce": "i1", "masked": "i1",
                "pred_nhwc": "i1"}
     # every (kind, model) with float32 tensors; every (pred, clean) pair of the dispatch's table for l2 + Gaussian
@@ -115,7 +115,8 @@ def test_fused_kernels_compile_clean():
                         "mask_ptr": "*u8", "grad_ptr": pointer_type(pred_dtype), "values_ptr": "*fp32",
                         "partial_ptr": "*fp32", "count_ptr": "*i32"}
             report = compile_for(_n2n_loss_kernel, pointers | scalars,
-                                 {"KIND": kind, "MODEL": model, "BLOCK": block_size(model)},
+                                 {"KIND": kind, "MODEL": model, "BLOCK": block_size(model),
+                                  "STEP_IN_MEMORY": kind == 0},
                                  aligned=("pred_ptr", "clean_ptr", "mask_ptr", "grad_ptr", "values_ptr", "cols",
                                           "pixels"), arch=arch, num_warps=NUM_WARPS)
             # 128-bit loads of pred and clean need 16 bytes per thread-chunk of each: 1-byte clean gets 64-bit
@@ -198,3 +199,19 @@ def test_fused_compiles_fullgraph(gen):
     want = fn(pred, clean)
     want.backward()
     assert torch.equal(got, want) and torch.equal(grad, pred.grad)
+
+
+
+@pytest.mark.interpret
+def test_fused_device_step_equals_int_step(gen):
+    clean = torch.rand(SHAPE, generator=gen)
+    pred = torch.rand(SHAPE, generator=gen)
+    noise = Gaussian((0.0, 0.2))
+    values = []
+    for step in (0, 1, 2):
+        by_int = n2n_fast.n2n_loss(pred, clean, noise, seed=3, step=step, reduction="none", backend="triton")
+        by_tensor = n2n_fast.n2n_loss(pred, clean, noise, seed=3, step=torch.tensor(step), reduction="none",
+                                      backend="triton")
+        assert torch.equal(by_int, by_tensor), step
+        values.append(by_tensor)
+    assert not torch.equal(values[0], values[1]) and not torch.equal(values[1], values[2])

@@ -335,10 +335,10 @@ def test_triton_kernel_compiles_clean(model, in_dtype, out_dtype):
     out_type = pointer_type(out_dtype)
     signature = {"clean_ptr": pointer_type(in_dtype), "y0_ptr": out_type, "y1_ptr": out_type, "keep_ptr": "*i1",
                  "sample_numel": "i32", "pixels": "i32", "blocks_per_sample": "i32", "index": "i32", "seed": "i32",
-                 "step": "i32", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32",
-                 "in_scale": "fp32"}
+                 "step": "i32", "step_ptr": "*i64", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32",
+                 "b_high": "fp32", "in_scale": "fp32"}
     constexprs = {"MODEL": model, "SCALE_INPUT": in_dtype in nz.INPUT_SCALE, "BLOCK": block, "CHUNKS": chunks,
-                  "LEAN": lean,
+                  "LEAN": lean, "STEP_IN_MEMORY": model == nz.GAUSSIAN,  # both step forms, cheaply
                   "OUT_DTYPE": {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}[
                       out_dtype]}
     for arch in ARCHES:
@@ -441,3 +441,24 @@ def test_levels_float32_cannot_hold_are_refused_and_numpy_scalars_accepted():
     assert PoissonGaussian(np.int64(30), (np.float64(0.0), 0.05)).parameter_ranges()[:2] == (30.0, 30.0)
     with pytest.raises(TypeError, match="sigma: expected a number"):
         Gaussian(np.bool_(True))
+
+
+
+@pytest.mark.interpret
+@pytest.mark.parametrize("backend", ["triton", "extension", "reference"])
+def test_device_step_draws_the_int_steps_noise(backend, gen):
+    """The step read from a 0-d device tensor (what train() and a replayed CUDA graph use) gives the int step's
+    noise bit for bit, and different noise at each step (a kernel ignoring the tensor would repeat step 0's)."""
+    if backend == "extension":
+        need_extension()
+    clean = clean_batch(gen, (2, 3, 5, 7), torch.uint8)
+    noise = MODELS["bernoulli"] if backend == "reference" else MODELS["gaussian"]
+    seen = []
+    for step in (0, 1, 2):
+        by_int = n2n_fast.noisy_pair(clean, noise, seed=9, step=step, index=4, backend=backend)
+        by_tensor = n2n_fast.noisy_pair(clean, noise, seed=9, step=torch.tensor(step), index=4, backend=backend)
+        assert all(torch.equal(a, b) for a, b in zip(by_int, by_tensor)), step
+        seen.append(by_tensor[1])
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    with pytest.raises(TypeError, match="step: a tensor step must be a 0-d int64 tensor"):
+        n2n_fast.noisy_pair(clean, noise, seed=9, step=torch.tensor([1]), backend=backend)

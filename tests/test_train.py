@@ -256,8 +256,8 @@ def test_cli_noise_and_train(tmp_path, small, capsys):
                  "--features", "8", "--batch-size", "2", "--out", str(out), "--quiet", "--precision", "float32",
                  "--val", str(tmp_path / "0.png")]) == 0
     assert "trained 2 steps" in capsys.readouterr().out and (out / "best.pt").exists()
-    assert main(["train", "--data", str(tmp_path), "--noise", "gaussian:0-50", "--steps", "2", "--out", str(out),
-                 "--crop", "64"]) == 2
+    assert main(["train", "--data", str(tmp_path), "--noise", "gaussian:0-50", "--steps", "2",
+                 "--out", str(tmp_path / "other"), "--crop", "64"]) == 2
     assert "smaller than the crop" in capsys.readouterr().err
 
 

@@ -209,6 +209,7 @@ def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
     device = clean.device
     pos = torch.arange(channels * pixels, device=device, dtype=torch.int64)[None, :]
     sample = (index + torch.arange(batch, device=device, dtype=torch.int64))[:, None]
+    step = int(step)  # a tensor step: the reference reads it on the host (a sync on a GPU; this is the oracle)
     y0, y1, keep = noisy_values(x, pos, pos % max(pixels, 1), sample, noise, seed, step)
     y0 = y0.to(out_dtype).reshape(clean.shape)
     y1 = y1.to(out_dtype).reshape(clean.shape)

@@ -17,3 +17,11 @@ def in_layout(layout, x):
     if x.shape == layout.shape and x.stride() == layout.stride():
         return x
     return torch.empty_like(layout, dtype=x.dtype, device=x.device).copy_(x)
+
+
+def step_arguments(step, dummy):
+    """(step int, step pointer, STEP_IN_MEMORY) for a kernel that takes the training step either as an int or from
+    a 0-d device tensor: read on the device, a replayed CUDA graph draws new noise at every step."""
+    if isinstance(step, torch.Tensor):
+        return 0, step, True
+    return step, dummy, False

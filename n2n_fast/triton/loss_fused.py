@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ..conventions import BERNOULLI, INPUT_SCALE, KIND_CODE, POISSON, POISSON_GAUSSIAN, signed_seed
-from .buffers import output
+from .buffers import output, step_arguments
 from .device import on_device
 from . import loss as plain
 from .loss_backward import EagerLoss, backward, setup_context
@@ -57,7 +57,8 @@ def _n2n_loss_kernel(
     channels,  # C (pred_nhwc only)
     in_scale,  # float32 factor taking clean to [0, 1] (1/255 for uint8, 1/65535 for uint16, 1 for floats)
     seed,  # Philox key
-    step,  # training step
+    step,  # training step (when STEP_IN_MEMORY is off)
+    step_ptr,  # int64 0-d: the training step (when STEP_IN_MEMORY is on)
     index,  # global index of the batch's first sample
     a_low, a_high, b_low, b_high,  # noise parameter ranges, noise.parameter_ranges()
     gamma,  # l0 exponent
@@ -70,7 +71,10 @@ def _n2n_loss_kernel(
     KIND: tl.constexpr,  # loss kind code, triton/loss.py KIND_CODE
     MODEL: tl.constexpr,  # noise model code, n2n_fast.noise
     BLOCK: tl.constexpr,
+    STEP_IN_MEMORY: tl.constexpr,  # read the step from step_ptr (train(), CUDA graphs)
 ):
+    if STEP_IN_MEMORY:
+        step = tl.load(step_ptr)
     # Runtime flags are uniform branches: they keep the shipped specialisations to KIND x MODEL (20), not x 8.
     col_block = tl.program_id(0)
     row = tl.program_id(1)
@@ -135,13 +139,14 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     partials = output(torch.empty(programs if reduce_ else 0, dtype=torch.float32, device=device))
     counts = output(torch.empty(programs if reduce_ and masked else 0, dtype=torch.int32, device=device))
     dummy = pred_c  # pointer arguments a flag leaves unused still need a tensor
+    step, step_ptr, in_memory = step_arguments(step, dummy)
     with on_device(pred):
         _n2n_loss_kernel[grid](
             pred_c, clean_c, mask_c, grad if need_grad else dummy, values if not reduce_ else dummy,
             partials if reduce_ else dummy, counts if counts.numel() else dummy,
             cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
-            step, index, *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked, nhwc,
-            KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, num_warps=NUM_WARPS)
+            step, step_ptr, index, *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked,
+            nhwc, KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, STEP_IN_MEMORY=in_memory, num_warps=NUM_WARPS)
     scale = torch.ones((), dtype=torch.float32, device=device)
     if not reduce_:
         return values, grad, scale
@@ -155,12 +160,15 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
 @torch.library.custom_op("n2n_fast_triton::n2n_loss", mutates_args=())
 def _n2n_loss_op(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor | None, model: int,
                  levels: list[float], seed: int, step: int, index: int, kind: str, reduction: str, gamma: float,
-                 eps: float, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad)
+                 eps: float, need_grad: bool, step_tensor: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return launch(pred, clean, mask, model, levels, seed, step if step_tensor is None else step_tensor, index, kind,
+                  reduction, gamma, eps, need_grad)
 
 
 @_n2n_loss_op.register_fake
-def _n2n_loss_fake(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad):
+def _n2n_loss_fake(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad,
+                   step_tensor=None):
     grad = (torch.empty_like(pred) if is_channels_last(pred) else pred.new_empty(pred.shape)) if need_grad else \
         pred.new_empty((0,))
     values = pred.new_empty(pred.shape if reduction == "none" else (), dtype=torch.float32)
@@ -181,8 +189,10 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", r
     4-D float32/bf16/fp16 pred with at most 65535 samples (grid dimension 1 holds the sample)."""
     ranges = list(noise.parameter_ranges())
     if torch.compiler.is_compiling():
-        return _n2n_loss_op(pred, clean, mask, noise.code, ranges, signed_seed(seed), step, index, kind, reduction,
-                            float(gamma), float(eps), plain.needs_grad(pred))[0]
+        in_memory = isinstance(step, torch.Tensor)
+        return _n2n_loss_op(pred, clean, mask, noise.code, ranges, signed_seed(seed), 0 if in_memory else step, index,
+                            kind, reduction, float(gamma), float(eps), plain.needs_grad(pred),
+                            step if in_memory else None)[0]
     args = (pred, clean, mask, noise.code, ranges, seed, step, index, kind, reduction, float(gamma), float(eps),
             plain.needs_grad(pred))
     return EagerLoss.apply(pred, clean, lambda: launch(*args), False)

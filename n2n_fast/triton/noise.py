@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 from .. import conventions as nz
+from .buffers import step_arguments
 from .device import on_device
 from .noise_models import BERNOULLI, noisy_pair_values
 
@@ -65,7 +66,8 @@ def _noisy_pair_kernel(
     blocks_per_sample,  # cdiv(sample_numel, BLOCK)
     index,  # global index of the batch's first sample
     seed,  # Philox key
-    step,  # training step
+    step,  # training step (when STEP_IN_MEMORY is off)
+    step_ptr,  # int64 0-d: the training step (when STEP_IN_MEMORY is on)
     a_low, a_high, b_low, b_high,  # float32 parameter ranges (noise.parameter_ranges())
     in_scale,  # float32 multiplier for uint inputs (1/255, 1/65535)
     MODEL: tl.constexpr,  # noise model code
@@ -74,7 +76,10 @@ def _noisy_pair_kernel(
     BLOCK: tl.constexpr,
     CHUNKS: tl.constexpr,  # 1, or sub-blocks processed in turn to bound register use (Poisson models)
     LEAN: tl.constexpr,  # Poisson rejection loop one copy at a time (noise_models.noisy_pair_values)
+    STEP_IN_MEMORY: tl.constexpr,  # read the step from step_ptr (train(), CUDA graphs)
 ):
+    if STEP_IN_MEMORY:
+        step = tl.load(step_ptr)
     # One program covers BLOCK positions of one sample: the sample index (and its per-sample levels) is a
     # program-level scalar, and no counter depends on BLOCK or the grid.
     pid = tl.program_id(0)
@@ -116,7 +121,8 @@ def block_size(dtype, model):
 
 
 def launch(clean, model, params, seed, step, index, out_dtype):
-    """(y0, y1, keep) for a (B, C, H, W) batch; keep is (B, 1, H, W) for Bernoulli, else empty."""
+    """(y0, y1, keep) for a (B, C, H, W) batch; keep is (B, 1, H, W) for Bernoulli, else empty. step: an int or
+    a 0-d int64 tensor on the batch's device."""
     clean = clean.contiguous()
     batch, channels, height, width = clean.shape
     pixels = height * width
@@ -132,31 +138,37 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     if grid[0] >= 2**31:
         raise ValueError(f"clean: batch too large for one launch ({grid[0]} programs of {block} elements)")
     a_low, a_high, b_low, b_high = params
+    step, step_ptr, in_memory = step_arguments(step, clean)
     with on_device(clean):
         _noisy_pair_kernel[grid](
-            clean, y0, y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step,
+            clean, y0, y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step, step_ptr,
             a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
             MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block,
-            CHUNKS=chunks, LEAN=lean, num_warps=4)
+            CHUNKS=chunks, LEAN=lean, STEP_IN_MEMORY=in_memory, num_warps=4)
     return y0, y1, keep
 
 
 @torch.library.custom_op("n2n_fast_triton::noisy_pair", mutates_args=())
 def triton_noisy_pair(clean: torch.Tensor, model: int, params: Sequence[float], seed: int, step: int, index: int,
-                      out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The Triton noisy pair as a torch op: (y0, y1, keep) with keep empty unless model is Bernoulli."""
-    return launch(clean, model, list(params), seed, step, index, out_dtype)
+                      out_dtype: torch.dtype, step_tensor: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Triton noisy pair as a torch op: (y0, y1, keep) with keep empty unless model is Bernoulli; the step is
+    step_tensor when one is given."""
+    return launch(clean, model, list(params), seed, step if step_tensor is None else step_tensor, index, out_dtype)
 
 
 @triton_noisy_pair.register_fake
-def _(clean, model, params, seed, step, index, out_dtype):
+def _(clean, model, params, seed, step, index, out_dtype, step_tensor=None):
     return nz.empty_pair_like(clean, model, out_dtype)
 
 
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
     """(y0, y1, keep or None) for a validated (B, C, H, W) batch (the backend entry of n2n_fast.noise)."""
     args = (clean, noise.code, list(noise.parameter_ranges()), nz.signed_seed(seed), step, index, out_dtype)
-    # eager callers skip custom_op's per-call dispatch (tens of microseconds: longer than a small launch);
-    # torch.compile traces the op
-    y0, y1, keep = triton_noisy_pair(*args) if torch.compiler.is_compiling() else launch(*args)
+    if torch.compiler.is_compiling():  # torch.compile traces the op
+        in_memory = isinstance(step, torch.Tensor)
+        y0, y1, keep = triton_noisy_pair(*args[:4], 0 if in_memory else step, index, out_dtype,
+                                         step if in_memory else None)
+    else:  # eager callers skip custom_op's per-call dispatch (tens of microseconds: longer than a small launch)
+        y0, y1, keep = launch(*args)
     return y0, y1, (keep if noise.code == nz.BERNOULLI else None)

@@ -1,0 +1,80 @@
+"""Training crops picked and cut on the device, from a step held in device memory: no host work between launches.
+
+The picks are exactly data.draw_crops' (same Philox words, same `word % n` choices: n2n_fast/data.py documents
+the layout), computed from a 0-d int64 step tensor, so a replayed CUDA graph picks new crops at every step and a
+run resumed from a checkpoint continues the same sequence. The images of a store are packed into one flat buffer;
+one gather reads every crop, with its flip and quarter turns folded into the indices, and scales integers to [0, 1]
+by the same float32 factor the host path multiplies with.
+"""
+import torch
+
+from .philox import philox_words
+
+_MASK32 = 0xFFFFFFFF
+
+
+class DeviceCrops:
+    """The images of one data.ImageStore, packed for on-device crops (`usable(store)` says whether they can be)."""
+
+    def __init__(self, store, data_key, purpose):
+        images = store.images
+        dtype = images[0].dtype if all(image.dtype == images[0].dtype for image in images) else torch.float32
+        self.device, self.channels, self.data_key, self.purpose = store.device, store.channels, data_key, purpose
+        self.flat = torch.cat([image.reshape(-1).to(dtype) for image in images])
+        numels = torch.tensor([image.numel() for image in images], dtype=torch.int64)
+        self.offsets = (torch.cumsum(numels, 0) - numels).to(self.device)
+        self.heights = torch.tensor([h for h, _ in store.sizes], dtype=torch.int64, device=self.device)
+        self.widths = torch.tensor([w for _, w in store.sizes], dtype=torch.int64, device=self.device)
+        # the host path multiplies by the Python float 1/peak, which torch rounds to float32: the same factor
+        self.inv_scale = torch.tensor([1.0 / scale for scale in store.scales], dtype=torch.float32,
+                                      device=self.device)
+
+    @staticmethod
+    def usable(store):
+        """True when every image of `store` is a tensor on its device (not a memmap, not pinned host memory)."""
+        return all(isinstance(image, torch.Tensor) and image.device == store.device for image in store.images)
+
+    def words(self, seed, step, index, count, purpose):
+        """(count, 4) int64 Philox words in [0, 2**32) for samples index .. index + count - 1 at `step` (an int or
+        a 0-d int64 device tensor), with data.py's counter (sample, 0, step, purpose)."""
+        counters = torch.zeros(count, 4, dtype=torch.int32, device=self.device)
+        counters[:, 0] = torch.arange(index, index + count, dtype=torch.int64, device=self.device) & _MASK32
+        if isinstance(step, torch.Tensor):
+            counters[:, 2] = step & _MASK32  # int64 -> int32 keeps the low 32 bits
+        else:
+            counters[:, 2] = (step & _MASK32) - ((step >> 31 & 1) << 32)  # the same bits as a signed int32
+        counters[:, 3] = purpose
+        return philox_words(counters, seed ^ self.data_key).to(torch.int64) & _MASK32
+
+    def picks(self, seed, step, index, count, crop):
+        """(image, row, col, bits) int64 tensors of length `count`: data.draw_crops' picks, on the device."""
+        words = self.words(seed, step, index, count, self.purpose)
+        image = words[:, 0] % len(self.heights)
+        row = words[:, 1] % (self.heights[image] - crop + 1)
+        col = words[:, 2] % (self.widths[image] - crop + 1)
+        return image, row, col, words[:, 3] & 7
+
+    def cut(self, picks, crop):
+        """(B, C, crop, crop) float32: the crops of `picks`, flipped (bit 0) then turned (bits 1-2) as
+        data.ImageStore.crops does with torch.flip and torch.rot90."""
+        image, row, col, bits = picks
+        n = crop
+        i = torch.arange(n, device=self.device).view(1, n, 1)
+        j = torch.arange(n, device=self.device).view(1, 1, n)
+        turns = ((bits >> 1) & 3).view(-1, 1, 1)
+        # rot90 by k quarter turns reads the flipped patch at (a, b) for output (i, j)
+        a = torch.where(turns == 0, i, torch.where(turns == 1, j, torch.where(turns == 2, n - 1 - i, n - 1 - j)))
+        b = torch.where(turns == 0, j, torch.where(turns == 1, n - 1 - i, torch.where(turns == 2, n - 1 - j, i)))
+        b = torch.where((bits & 1).view(-1, 1, 1) == 1, n - 1 - b, b)
+        width = self.widths[image].view(-1, 1, 1)
+        pixel = (row.view(-1, 1, 1) + a) * width + col.view(-1, 1, 1) + b
+        plane = (self.heights[image] * self.widths[image]).view(-1, 1, 1, 1)
+        channel = torch.arange(self.channels, device=self.device).view(1, -1, 1, 1)
+        index = self.offsets[image].view(-1, 1, 1, 1) + channel * plane + pixel.unsqueeze(1)
+        return self.flat[index].float() * self.inv_scale[image].view(-1, 1, 1, 1)
+
+    def realisation_pairs(self, seed, step, index, count, realisations, purpose):
+        """(first, second) int64 tensors: data.draw_realisations' distinct (input, target) realisation numbers."""
+        q = self.words(seed, step, index, count, purpose)[:, 0] % (realisations * (realisations - 1))
+        first, second = q // (realisations - 1), q % (realisations - 1)
+        return first, second + (second >= first).to(torch.int64)
