@@ -34,7 +34,8 @@ TEST_SIZE = 128  # side of the generated test image
 _CITE = {"text": "Lehtinen et al. 2018, Noise2Noise: Learning Image Restoration without Clean Data, ICML",
          "doi": "10.48550/arXiv.1803.04189"}
 _FILES = {"rdf": "rdf.yaml", "onnx": "weights.onnx", "state": "weights.pt", "test_in": "test_input.npy",
-          "test_out": "test_output.npy", "cover": "cover.png", "card": "README.md"}
+          "test_out": "test_output.npy", "sample_in": "sample_input.tif", "sample_out": "sample_output.tif",
+          "cover": "cover.png", "card": "README.md"}
 
 
 def _input_dtype(input_dtype, state):
@@ -186,17 +187,19 @@ def _description(folder, net, state, *, name, authors, license, dtype, opset):
     return {
         "format_version": ModelDescr.implemented_format_version, "type": "model", "name": name,
         "description": f"Noise2Noise U-Net denoiser{trained_on} (n2n_fast {__version__}).",
-        "authors": [{"name": author} for author in authors], "cite": [_CITE], "license": license,
+        "authors": [author if isinstance(author, dict) else {"name": author} for author in authors],
+        "cite": [_CITE], "license": license,
         "documentation": _file(folder, "card"), "covers": [_file(folder, "cover")],
         "tags": ["denoising", "noise2noise", "unet", "2d", "n2n_fast", "pytorch", "onnx"],
         "inputs": [{"id": "input", "axes": _axes(net.in_channels, False), "data": {"type": dtype},
-                    "test_tensor": _file(folder, "test_in"),
+                    "test_tensor": _file(folder, "test_in"), "sample_tensor": _file(folder, "sample_in"),
                     "preprocessing": scale_in}],
         "outputs": [{"id": "output", "axes": _axes(net.out_channels, True), "data": {"type": "float32"},
-                     "test_tensor": _file(folder, "test_out"),
+                     "test_tensor": _file(folder, "test_out"), "sample_tensor": _file(folder, "sample_out"),
                      "postprocessing": scale_out}],
         "weights": {"pytorch_state_dict": state_dict, "onnx": onnx},
-        "config": {"n2n_fast": {"version": __version__, **({"train_args": args, "step": state["step"]} if state else {})}},
+        "config": {"n2n_fast": {"version": __version__,
+                                **({"train_args": args, "step": state["step"]} if state else {})}},
     }
 
 
@@ -216,10 +219,11 @@ def write_package(net, state, path, *, name=None, authors=None, license="CC-BY-4
                   test_image=None):
     """Write the bioimage.io package zip of `net` (a CPU UNet; `state` its checkpoint dict or None) to `path`.
 
-    name: model name (default from the channels and the noise model); authors: list of names (default: the
-    current user); license: SPDX id of the weights' license; input_dtype: "uint8", "uint16" or "float32" (default:
-    the training data's dtype); test_image: numpy (H, W) or (H, W, C) of that dtype, at least MIN_SIZE² (default:
-    a synthetic noisy pattern)."""
+    name: model name (default from the channel count); authors: list of names, or dicts that may add
+      "github_user", "affiliation", "orcid" (default: the current user's login name); license: SPDX id of the
+      weights' license; input_dtype: "uint8", "uint16" or "float32" (default: the training data's dtype);
+      test_image: numpy (H, W) or (H, W, C) of that dtype, at least MIN_SIZE² (default: a synthetic noisy pattern).
+    """
     require("export", "export(format='bioimageio')", "onnx", "onnxscript", "onnxruntime", "bioimageio.spec")
     dtype = _input_dtype(input_dtype, state)
     test_input = _test_image(test_image, net.in_channels, dtype)
@@ -232,6 +236,7 @@ def write_package(net, state, path, *, name=None, authors=None, license="CC-BY-4
         test_output = _test_tensors(net, test_input, dtype, folder / _FILES["onnx"])
         np.save(folder / _FILES["test_in"], test_input)
         np.save(folder / _FILES["test_out"], test_output)
+        _write_samples(folder, test_input, test_output)
         _cover(test_input, test_output, PEAKS[dtype]).save(folder / _FILES["cover"])
         (folder / _FILES["card"]).write_text(_model_card(name, net, state, dtype))
         content = _description(folder, net, state, name=name, authors=authors, license=license, dtype=dtype,
@@ -244,6 +249,15 @@ def write_package(net, state, path, *, name=None, authors=None, license="CC-BY-4
             for file in _FILES.values():
                 archive.write(folder / file, file)
     return path
+
+
+def _write_samples(folder, test_input, test_output):
+    """The test tensors as TIFF images, (y, x) or (y, x, channel), for people browsing the package."""
+    import tifffile
+
+    for key, tensor in (("sample_in", test_input), ("sample_out", test_output)):
+        image = tensor[0].transpose(1, 2, 0)
+        tifffile.imwrite(folder / _FILES[key], image[..., 0] if image.shape[2] == 1 else image)
 
 
 def _user():

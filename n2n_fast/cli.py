@@ -1,4 +1,4 @@
-"""The `n2n-fast` command line (also `python -m n2n_fast`): train, denoise, demo, bench, info.
+"""The `n2n-fast` command line (also `python -m n2n_fast`): train, denoise, export, demo, bench, info.
 
 Each subcommand is one small function that parses nothing itself: argparse hands it the namespace.
 """
@@ -138,6 +138,22 @@ def _cmd_denoise(args):
     return 0
 
 
+def _cmd_export(args):
+    from .export import export
+    from .extras import MissingExtra
+
+    package = {key: value for key, value in (("name", args.name), ("authors", args.author),
+                                             ("license", args.license), ("input_dtype", args.input_dtype))
+               if value is not None}
+    try:
+        path = export(args.checkpoint, args.output, format=args.format, overwrite=args.overwrite, **package)
+    except MissingExtra as exc:
+        print(f"n2n-fast export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.checkpoint} -> {path}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="n2n-fast", description="Fast Noise2Noise training and inference.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +221,20 @@ def build_parser():
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_denoise)
+
+    p = sub.add_parser("export", help="a checkpoint as ONNX (.onnx) or a bioimage.io package (.zip) for Fiji/"
+                                      "deepImageJ, ilastik, napari, onnxruntime; needs pip install 'n2n_fast[export]'")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
+    p.add_argument("output", help="file to write: .onnx or .zip (bioimage.io)")
+    p.add_argument("--format", choices=("onnx", "bioimageio"), help="default: from the output's suffix")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it exists")
+    p.add_argument("--name", help="bioimage.io: model name")
+    p.add_argument("--author", action="append", help="bioimage.io: an author's name (repeat for several)")
+    p.add_argument("--license", help="bioimage.io: SPDX license id of the weights (default CC-BY-4.0)")
+    p.add_argument("--input-dtype", choices=("uint8", "uint16", "float32"),
+                   help="bioimage.io: the data's dtype, scaled to [0, 1] by declared preprocessing (default: the "
+                        "training data's)")
+    p.set_defaults(run=_cmd_export)
 
     return parser
 
