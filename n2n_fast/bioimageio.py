@@ -257,7 +257,9 @@ def _write_samples(folder, test_input, test_output):
 
     for key, tensor in (("sample_in", test_input), ("sample_out", test_output)):
         image = tensor[0].transpose(1, 2, 0)
-        tifffile.imwrite(folder / _FILES[key], image[..., 0] if image.shape[2] == 1 else image)
+        rgb = image.shape[2] == 3
+        tifffile.imwrite(folder / _FILES[key], image if rgb else image.transpose(2, 0, 1).squeeze(0),
+                         photometric="rgb" if rgb else "minisblack")
 
 
 def _user():
