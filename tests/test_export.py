@@ -185,3 +185,105 @@ def test_package_from_a_model_object_with_a_given_test_image(tmp_path, dtype, pe
     assert test_input.shape == (1, 3, 128, 96)  # cropped to 96 + k * 32
     np.testing.assert_array_equal(test_input[0].transpose(1, 2, 0), image[:128, :96])
     assert "none: exported from a model object" in card
+
+
+# ---- command line ----------------------------------------------------------------------------------------------
+def test_cli_exports_onnx_and_refuses_to_overwrite(trained, tmp_path, capsys, gen):
+    out = tmp_path / "cli.onnx"
+    assert main(["export", "--checkpoint", str(trained), str(out)]) == 0  # format from the suffix
+    net = n2n_fast.load(trained)
+    x = torch.rand(1, 1, 45, 70, generator=gen)
+    with torch.no_grad():
+        _assert_close_to_torch(run_onnx(out, x.numpy()), net(x).numpy())
+    before = out.read_bytes()
+    assert main(["export", "--checkpoint", str(trained), "--format", "onnx", str(out)]) == 2
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["export", "--checkpoint", str(trained), "--overwrite", str(out)]) == 0
+
+
+def test_cli_rejects_an_unknown_format(trained, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--checkpoint", str(trained), "--format", "tflite", str(tmp_path / "m.onnx")])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+# ---- bad input -------------------------------------------------------------------------------------------------
+@pytest.fixture
+def small_net():
+    torch.manual_seed(0)
+    return UNet(1, features=8)
+
+
+@pytest.mark.parametrize("name,format,match", [
+    ("m.onnx", "tflite", r"format: unknown format 'tflite'; accepted: 'onnx', 'bioimageio'"),
+    ("m.pt", None, r"format: not given and not implied by the suffix of .*m\.pt"),
+    ("m.zip", "onnx", r"path: a onnx export is written to a \.onnx file"),
+    ("m.onnx", "bioimageio", r"path: a bioimageio export is written to a \.zip file"),
+    ("missing/m.onnx", None, r"path: the folder .*missing' does not exist"),
+])
+def test_bad_destination_is_refused_before_any_work(small_net, tmp_path, name, format, match):
+    with pytest.raises(ValueError, match=match):
+        n2n_fast.export(small_net, tmp_path / name, format=format)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_kept_unless_overwrite(small_net, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"precious")
+    with pytest.raises(ValueError, match="exists; pass overwrite=True"):
+        n2n_fast.export(small_net, path)
+    assert path.read_bytes() == b"precious"
+    folder = tmp_path / "f.onnx"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        n2n_fast.export(small_net, folder, overwrite=True)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"model_or_checkpoint: .*notes\.pt' is not a readable n2n_fast checkpoint"):
+        n2n_fast.export(text, tmp_path / "m.onnx")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ValueError, match=r"is not an n2n_fast checkpoint: expected keys"):
+        n2n_fast.export(other, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="no checkpoint file"):
+        n2n_fast.export(tmp_path / "absent.pt", tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match=r"expected an n2n_fast.UNet or the path of an n2n_fast checkpoint, got Conv2d"):
+        n2n_fast.export(torch.nn.Conv2d(1, 1, 3), tmp_path / "m.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.pt", "other.pt"]
+
+
+def test_package_options_are_checked(small_net, tmp_path):
+    with pytest.raises(TypeError, match="license only apply to format='bioimageio'"):
+        n2n_fast.export(small_net, tmp_path / "m.onnx", license="MIT")
+    with pytest.raises(ValueError, match="input_dtype: expected one of uint8, uint16, float32, got 'int32'"):
+        n2n_fast.export(small_net, tmp_path / "m.zip", input_dtype="int32")
+    with pytest.raises(ValueError, match=r"test_image: needs at least 96x96 pixels, got \(64, 200\)"):
+        n2n_fast.export(small_net, tmp_path / "m.zip", test_image=np.zeros((64, 200), np.float32))
+    with pytest.raises(ValueError, match=r"test_image: expected \(H, W\) with 1 channel\(s\) of dtype float32"):
+        n2n_fast.export(small_net, tmp_path / "m.zip", test_image=np.zeros((128, 128), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_extra_names_the_extra_to_install(monkeypatch, small_net, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)  # import onnxscript -> ImportError
+    with pytest.raises(MissingExtra, match=r"needs the optional packages of the \[export\] extra; missing: "
+                                           r"onnxscript .*pip install 'n2n_fast\[export\]'"):
+        n2n_fast.export(small_net, tmp_path / "m.onnx")
+    assert require("export", "a feature", "numpy")[0] is np
+
+
+def test_missing_extras_skip_locally_and_fail_in_ci(monkeypatch):
+    from extras import require_extra as check
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"\[zarr\] extra is not installed \(missing no_such_pkg_xyz\)"):
+        check("zarr", "numpy", "no_such_pkg_xyz")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI: the \\[zarr\\] extra is not installed"):
+        check("zarr", "no_such_pkg_xyz.sub")
+    check("zarr", "numpy")  # present: nothing happens
