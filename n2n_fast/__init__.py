@@ -15,6 +15,7 @@ _PUBLIC = {
     "l2_loss": "loss", "l1_loss": "loss", "l0_loss": "loss", "hdr_loss": "loss", "n2n_loss": "loss",
     # network, training, inference
     "UNet": "unet", "train": "train", "load": "train", "denoise": "tiling", "export": "export",
+    "denoise_zarr": "zarr_io",
     # image I/O and diagnostics
     "read_image": "io", "write_image": "io", "info": "info",
 }

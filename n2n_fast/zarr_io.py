@@ -160,7 +160,9 @@ def create_like(path, source, axes, ome):
     zarr_format = source.metadata.zarr_format
     layout = {"shape": source.shape, "chunks": source.chunks, "dtype": source.dtype}
     if zarr_format == 3:
-        layout["dimension_names"] = list(axes)
+        layout.update(dimension_names=list(axes), chunk_key_encoding=source.metadata.chunk_key_encoding)
+    else:  # NGFF 0.4 requires "/" between chunk indices; zarr v2's own default is "."
+        layout["chunk_key_encoding"] = {"name": "v2", "separator": source.metadata.dimension_separator or "/"}
     if ome is None:
         return zarr.create_array(str(path), zarr_format=zarr_format, attributes=dict(source.attrs), **layout)
     attributes = _single_level(ome)
