@@ -171,10 +171,13 @@ def create_like(path, source, axes, ome):
     return group.create_array(holder["multiscales"][0]["datasets"][0]["path"], **layout)
 
 
+def _holds_zarr(path):
+    return any((Path(path) / f).is_file() for f in (".zarray", ".zgroup", "zarr.json"))
+
+
 def is_zarr(path):
     """Whether `path` names Zarr data: a folder with zarr metadata, or a path ending in .zarr."""
-    path = Path(path)
-    return path.suffix.lower() == ".zarr" or any((path / f).is_file() for f in (".zarray", ".zgroup", "zarr.json"))
+    return Path(path).suffix.lower() == ".zarr" or _holds_zarr(path)
 
 
 def _check_target(source, target, overwrite):
@@ -184,7 +187,7 @@ def _check_target(source, target, overwrite):
     if target.exists():
         if not overwrite:
             raise ValueError(f"out: {str(target)!r} exists; pass overwrite=True (--overwrite) to replace it")
-        if not is_zarr(target) or not target.is_dir():
+        if not target.is_dir() or not _holds_zarr(target):  # a name ending in .zarr is not proof enough
             raise ValueError(f"out: {str(target)!r} exists and is not Zarr data; refusing to replace it")
         import shutil
 
