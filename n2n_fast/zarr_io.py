@@ -49,22 +49,27 @@ class ZarrImage:
     is_band_store = True  # tiling._as_nchw takes it as it is
     device = torch.device("cpu")
 
-    def __init__(self, array, axes, name="image", output=False):
+    def __init__(self, array, axes, name="image", output=False, plane=None):
         if np.dtype(array.dtype) not in _DTYPES:
             raise TypeError(f"{name}: unsupported dtype {array.dtype}; accepted: uint8, uint16, float16, float32, "
                             f"float64")
         self.array, self.axes, self.output = array, check_axes(axes, array.ndim, f"{name} axes"), output
         self.dtype = _DTYPES[np.dtype(array.dtype)]
-        stack = [a for a in self.axes if a not in "cyx"]
-        self._order = [self.axes.index(a) for a in stack + [a for a in "cyx" if a in self.axes]]
+        self.stack = [a for a in self.axes if a not in "cyx"]
+        self.plane = plane  # None: every t/z position is one of the N images; else their indices (N = 1)
+        self._order = [self.axes.index(a) for a in self.stack + [a for a in "cyx" if a in self.axes]]
         sizes = dict(zip(self.axes, array.shape))
-        self._stacked = tuple(sizes[a] for a in stack + [a for a in "c" if a in self.axes])  # before (y, x)
-        self.shape = torch.Size((int(np.prod([sizes[a] for a in stack], dtype=np.int64)), sizes.get("c", 1),
+        if plane is not None:
+            sizes.update((a, 1) for a in self.stack)
+        self._stacked = tuple(sizes[a] for a in self.stack + [a for a in "c" if a in self.axes])  # before (y, x)
+        self.shape = torch.Size((int(np.prod([sizes[a] for a in self.stack], dtype=np.int64)), sizes.get("c", 1),
                                  sizes["y"], sizes["x"]))
 
     def _rows_index(self, rows):
         index = [slice(None)] * self.array.ndim
         index[self.axes.index("y")] = rows
+        for axis, position in zip(self.stack, self.plane or ()):
+            index[self.axes.index(axis)] = slice(position, position + 1)
         return tuple(index)
 
     def __getitem__(self, key):
@@ -198,8 +203,9 @@ def _check_target(source, target, overwrite):
 
 
 def denoise_zarr(model, source, target, *, axes=None, overwrite=False, **options):
-    """Denoise the Zarr/OME-Zarr image at `source` into a new one at `target`, streaming bands of rows through
-    the tiled path (memory: about one band of tile rows plus the chunks it touches, whatever the image size).
+    """Denoise the Zarr/OME-Zarr image at `source` into a new one at `target`, streaming bands of rows of one
+    t/z plane at a time through the tiled path (memory: about one band of tile rows plus the chunks it touches,
+    whatever the image size and stack depth).
 
     axes: names of a plain zarr array's axes from "tczyx" (e.g. "yx", "cyx", "zyx"); OME-Zarr brings its own.
     The output has the input's shape, chunks, dtype (integers rounded and clipped as in `denoise`), zarr format,
@@ -215,9 +221,13 @@ def denoise_zarr(model, source, target, *, axes=None, overwrite=False, **options
     array, names, ome = open_image(source, axes)
     image = ZarrImage(array, names)  # checks the dtype before anything is written
     target = _check_target(source, target, overwrite)
-    out = ZarrImage(create_like(target, array, names, ome), names, "out", output=True)
+    written = create_like(target, array, names, ome)
     try:
-        denoise(model, image, out=out, **options)
+        # one t/z plane at a time: denoise holds a band of every image it is given, so memory stays that of one
+        # plane's band however deep the stack (planes are independent images; tiles never mix them)
+        for plane in np.ndindex(*(array.shape[names.index(a)] for a in image.stack)):
+            denoise(model, ZarrImage(array, names, plane=plane),
+                    out=ZarrImage(written, names, "out", output=True, plane=plane), **options)
     except BaseException:
         import shutil
 
