@@ -171,10 +171,12 @@ def _write_by_blocks(path, shape, chunks, rows=512):
 
 @pytest.mark.slow
 def test_an_image_larger_than_the_memory_budget_streams_through(tmp_path):
-    side, budget_mib = 6144, 48  # a 144 MiB float32 image; its denoising may add at most 48 MiB to the peak
+    # a 192 MiB float32 image, tall rather than wide (what a band holds grows with the width, not the height); its
+    # denoising may add at most 48 MiB to the process's peak
+    (height, width), budget_mib = (24576, 2048), 48
     _write_by_blocks(tmp_path / "small.zarr", (600, 700), (256, 256))
-    _write_by_blocks(tmp_path / "large.zarr", (side, side), (256, 256))
-    image_mib = side * side * 4 / 2**20
+    _write_by_blocks(tmp_path / "large.zarr", (height, width), (256, 256))
+    image_mib = height * width * 4 / 2**20
     run = subprocess.run([sys.executable, "-c", _MEASURE, *(str(tmp_path / n) for n in (
         "small.zarr", "large.zarr", "small_out.zarr", "large_out.zarr"))], capture_output=True, text=True,
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
@@ -186,7 +188,7 @@ def test_an_image_larger_than_the_memory_budget_streams_through(tmp_path):
     assert growth_mib < budget_mib < image_mib
     # the output is complete: every chunk written, values those of the model (a 3x3 mean keeps them in [0, 1])
     result = zarr.open_array(str(tmp_path / "large_out.zarr"), mode="r")
-    rows = result[side // 2 - 3:side // 2 + 3]
+    rows = result[height // 2 - 3:height // 2 + 3]
     assert result.nchunks_initialized == result.nchunks and 0 < rows.min() and rows.max() < 1
 
 
