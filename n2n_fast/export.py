@@ -32,6 +32,9 @@ ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_RTOL, ONNX_ATOL = 1e-4, 1e-5
 _EXAMPLE_SIZE = 64  # the traced example; batch, height and width are declared dynamic
 _CHECK_SHAPE = (2, 33, 47)  # (batch, height, width) run through onnxruntime after export: unaligned and batched
+# The lowest opset torch's dynamo exporter writes natively (asking for less fails in its version converter), so older
+# runtimes read the file too: onnxruntime >= 1.14, where torch 2.14's default, opset 20, needs 1.17.
+ONNX_OPSET = 18
 
 
 def _mirror_positions(length, size):
@@ -125,7 +128,8 @@ def write_onnx(net, path):
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
         torch.onnx.export(AlignedUNet(net).eval(), (example,), str(path), dynamo=True, external_data=False,
-                          dynamic_shapes={"x": dims}, input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT])
+                          opset_version=ONNX_OPSET, dynamic_shapes={"x": dims}, input_names=[ONNX_INPUT],
+                          output_names=[ONNX_OUTPUT])
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     batch, height, width = _CHECK_SHAPE

@@ -17,7 +17,7 @@ import n2n_fast  # noqa: E402
 from n2n_fast import Gaussian, UNet  # noqa: E402
 from n2n_fast import bioimageio as bio  # noqa: E402
 from n2n_fast.cli import main  # noqa: E402
-from n2n_fast.export import ONNX_ATOL, ONNX_RTOL, AlignedUNet, _mirror_positions, run_onnx  # noqa: E402
+from n2n_fast.export import ONNX_ATOL, ONNX_OPSET, ONNX_RTOL, AlignedUNet, _mirror_positions, run_onnx  # noqa: E402
 from n2n_fast.extras import MissingExtra, require  # noqa: E402
 from n2n_fast.padding import mirror_index  # noqa: E402
 
@@ -82,6 +82,7 @@ def test_onnx_declares_dynamic_batch_height_width(onnx_model):
         assert [bool(d.dim_param) for d in dims] == [True, False, True, True], value.name
         assert dims[1].dim_value == net.in_channels
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [ONNX_OPSET]
 
 
 def test_export_writes_an_atomic_file_only(onnx_model):
