@@ -173,12 +173,13 @@ def _description(folder, net, state, *, name, authors, license, dtype, opset):
     from bioimageio.spec.model.v0_5 import ModelDescr
 
     peak, args = PEAKS[dtype], (state or {}).get("train_args", {})
-    scale_in = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
-    scale_out = []
+    # Format 0.5 reads `data` as the stored tensor's type and, unless preprocessing ends with an explicit
+    # ensure_dtype, appends a cast back to that type: the model would get uint8. Hence float32 at both ends.
+    to_float = {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}
+    scale_in, scale_out = [to_float], [to_float]
     if peak != 1.0:
-        scale_in.append({"id": "scale_linear", "kwargs": {"gain": 1.0 / peak, "offset": 0.0}})
-        scale_out.append({"id": "scale_linear", "kwargs": {"gain": peak, "offset": 0.0}})
-    scale_out.append({"id": "ensure_dtype", "kwargs": {"dtype": "float32"}})
+        scale_in += [{"id": "scale_linear", "kwargs": {"gain": 1.0 / peak, "offset": 0.0}}, to_float]
+        scale_out.insert(0, {"id": "scale_linear", "kwargs": {"gain": peak, "offset": 0.0}})
     state_dict = {**_file(folder, "state"),
                   "architecture": {"callable": "UNet", "import_from": "n2n_fast.unet", "kwargs": net.arguments()},
                   "pytorch_version": torch.__version__.split("+")[0]}
