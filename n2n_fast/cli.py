@@ -115,17 +115,12 @@ def _denoise_jobs(source, target):
     return [(source, target / source.name if target.is_dir() else target)]
 
 
-def _is_zarr(path):
-    from .zarr_io import is_zarr  # zarr itself loads only when Zarr data is read
-
-    return is_zarr(path)
-
-
 def _denoise_zarr(args, model, device):
     """Zarr/OME-Zarr in, Zarr/OME-Zarr out, streamed by bands (n2n_fast/zarr_io.py)."""
     from .extras import MissingExtra
+    from .zarr_io import is_zarr
 
-    if not (_is_zarr(args.input) and _is_zarr(args.output)):
+    if not (is_zarr(args.input) and is_zarr(args.output)):
         raise ValueError(f"input, output: Zarr goes to Zarr; got {args.input} -> {args.output} (name the output "
                          f"*.zarr, or convert the image first)")
     try:
@@ -152,7 +147,9 @@ def _cmd_denoise(args):
 
     model = load(args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if _is_zarr(args.input) or _is_zarr(args.output):
+    from .zarr_io import is_zarr  # zarr itself loads only when Zarr data is read
+
+    if is_zarr(args.input) or is_zarr(args.output):
         return _denoise_zarr(args, model, device)
     if args.axes is not None:
         raise ValueError("--axes: only for Zarr input (image files bring their own layout)")
@@ -182,6 +179,22 @@ def _cmd_export(args):
         return 2
     print(f"{args.checkpoint} -> {path}")
     return 0
+
+
+def _add_export_parser(sub):
+    p = sub.add_parser("export", help="a checkpoint as ONNX (.onnx) or a bioimage.io package (.zip) for Fiji/"
+                                      "deepImageJ, ilastik, napari, onnxruntime; needs pip install 'n2n_fast[export]'")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
+    p.add_argument("output", help="file to write: .onnx or .zip (bioimage.io)")
+    p.add_argument("--format", choices=("onnx", "bioimageio"), help="default: from the output's suffix")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it exists")
+    p.add_argument("--name", help="bioimage.io: model name")
+    p.add_argument("--author", action="append", help="bioimage.io: an author's name (repeat for several)")
+    p.add_argument("--license", help="bioimage.io: SPDX license id of the weights (default CC-BY-4.0)")
+    p.add_argument("--input-dtype", choices=("uint8", "uint16", "float32"),
+                   help="bioimage.io: the data's dtype, scaled to [0, 1] by declared preprocessing (default: the "
+                        "training data's)")
+    p.set_defaults(run=_cmd_export)
 
 
 def build_parser():
@@ -254,19 +267,7 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="Zarr output: replace it when it exists")
     p.set_defaults(run=_cmd_denoise)
 
-    p = sub.add_parser("export", help="a checkpoint as ONNX (.onnx) or a bioimage.io package (.zip) for Fiji/"
-                                      "deepImageJ, ilastik, napari, onnxruntime; needs pip install 'n2n_fast[export]'")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
-    p.add_argument("output", help="file to write: .onnx or .zip (bioimage.io)")
-    p.add_argument("--format", choices=("onnx", "bioimageio"), help="default: from the output's suffix")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it exists")
-    p.add_argument("--name", help="bioimage.io: model name")
-    p.add_argument("--author", action="append", help="bioimage.io: an author's name (repeat for several)")
-    p.add_argument("--license", help="bioimage.io: SPDX license id of the weights (default CC-BY-4.0)")
-    p.add_argument("--input-dtype", choices=("uint8", "uint16", "float32"),
-                   help="bioimage.io: the data's dtype, scaled to [0, 1] by declared preprocessing (default: the "
-                        "training data's)")
-    p.set_defaults(run=_cmd_export)
+    _add_export_parser(sub)
 
     return parser
 
