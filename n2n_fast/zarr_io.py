@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .extras import require
+from .extras import MissingExtra, require
 
 AXES = "tczyx"  # the NGFF axis names this module accepts (any order, y and x required)
 _DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16, np.dtype(np.float16): torch.float16,
@@ -26,7 +26,11 @@ _DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16, n
 
 
 def _zarr():
-    return require("zarr", "Zarr/OME-Zarr input and output", "zarr")[0]
+    (zarr,) = require("zarr", "Zarr/OME-Zarr input and output", "zarr")
+    if int(zarr.__version__.split(".")[0]) < 3:  # the v3 API (create_array, dimension_names) is used throughout
+        raise MissingExtra(f"Zarr/OME-Zarr input and output needs zarr >= 3 (Python >= 3.11), found "
+                           f"{zarr.__version__}: pip install 'n2n_fast[zarr]'")
+    return zarr
 
 
 def check_axes(axes, ndim, name="axes"):

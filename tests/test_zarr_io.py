@@ -274,3 +274,15 @@ def test_a_failed_run_leaves_no_output(tmp_path):
     with pytest.raises(ValueError, match="NaN or Inf"):
         denoise_zarr(_net(1), tmp_path / "in.zarr", tmp_path / "out.zarr", tile=32, overlap=0)
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_missing_or_old_zarr_names_the_extra(monkeypatch, tmp_path):
+    from n2n_fast.extras import MissingExtra
+
+    monkeypatch.setattr(zarr, "__version__", "2.18.3")
+    with pytest.raises(MissingExtra, match=r"needs zarr >= 3 \(Python >= 3.11\), found 2.18.3: pip install "
+                                           r"'n2n_fast\[zarr\]'"):
+        denoise_zarr(_net(1), tmp_path / "in.zarr", tmp_path / "out.zarr")
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    with pytest.raises(MissingExtra, match=r"needs the optional packages of the \[zarr\] extra; missing: zarr"):
+        denoise_zarr(_net(1), tmp_path / "in.zarr", tmp_path / "out.zarr")
