@@ -14,7 +14,8 @@ _PUBLIC = {
     # losses
     "l2_loss": "loss", "l1_loss": "loss", "l0_loss": "loss", "hdr_loss": "loss", "n2n_loss": "loss",
     # network, training, inference
-    "UNet": "unet", "train": "train", "load": "train", "denoise": "tiling",
+    "UNet": "unet", "train": "train", "load": "train", "denoise": "tiling", "export": "export",
+    "denoise_zarr": "zarr_io",
     # image I/O and diagnostics
     "read_image": "io", "write_image": "io", "info": "info",
 }
@@ -22,9 +23,11 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC) + ["__version__"]
 
 
-# `train` and `info` are also the names of their modules. Importing a submodule binds it as an attribute of the
-# package on first import, which would shadow a lazily resolved function of the same name depending on import
-# order; importing these two eagerly makes the function win for good (later imports find the module loaded).
+# `train`, `info` and `export` are also the names of their modules. Importing a submodule binds it as an attribute
+# of the package on first import, which would shadow a lazily resolved function of the same name depending on import
+# order; importing these eagerly makes the function win for good (later imports find the module loaded). export
+# needs only torch and numpy at import (onnx and bioimageio.spec load when an export runs).
+from .export import export  # noqa: E402
 from .info import info  # noqa: E402
 from .train import load, train  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The `n2n-fast` command line (also `python -m n2n_fast`): train, denoise, demo, bench, info.
+"""The `n2n-fast` command line (also `python -m n2n_fast`): train, denoise, export, demo, bench, info.
 
 Each subcommand is one small function that parses nothing itself: argparse hands it the namespace.
 """
@@ -120,6 +120,27 @@ def _denoise_jobs(source, target):
     return [(source, target / source.name if target.is_dir() else target)]
 
 
+def _denoise_zarr(args, model, device):
+    """Zarr/OME-Zarr in, Zarr/OME-Zarr out, streamed by bands (n2n_fast/zarr_io.py)."""
+    from .extras import MissingExtra
+    from .zarr_io import is_zarr
+
+    if not (is_zarr(args.input) and is_zarr(args.output)):
+        raise ValueError(f"input, output: Zarr goes to Zarr; got {args.input} -> {args.output} (name the output "
+                         f"*.zarr, or convert the image first)")
+    try:
+        from .zarr_io import denoise_zarr
+
+        target = denoise_zarr(model, args.input, args.output, axes=args.axes, overwrite=args.overwrite,
+                              tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, blend=args.blend,
+                              precision=args.precision, device=device, progress=None if not args.quiet else False)
+    except MissingExtra as exc:
+        print(f"n2n-fast denoise: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.input} -> {target}")
+    return 0
+
+
 def _cmd_denoise(args):
     import numpy as np
 
@@ -131,6 +152,12 @@ def _cmd_denoise(args):
 
     model = load(args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from .zarr_io import is_zarr  # zarr itself loads only when Zarr data is read
+
+    if is_zarr(args.input) or is_zarr(args.output):
+        return _denoise_zarr(args, model, device)
+    if args.axes is not None:
+        raise ValueError("--axes: only for Zarr input (image files bring their own layout)")
     for source, target in _denoise_jobs(args.input, args.output):
         if source.resolve() == target.resolve():
             raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
@@ -141,6 +168,38 @@ def _cmd_denoise(args):
         write_image(str(target), result, dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
         print(f"{source} -> {target}")
     return 0
+
+
+def _cmd_export(args):
+    from .export import export
+    from .extras import MissingExtra
+
+    package = {key: value for key, value in (("name", args.name), ("authors", args.author),
+                                             ("license", args.license), ("input_dtype", args.input_dtype))
+               if value is not None}
+    try:
+        path = export(args.checkpoint, args.output, format=args.format, overwrite=args.overwrite, **package)
+    except MissingExtra as exc:
+        print(f"n2n-fast export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.checkpoint} -> {path}")
+    return 0
+
+
+def _add_export_parser(sub):
+    p = sub.add_parser("export", help="a checkpoint as ONNX (.onnx) or a bioimage.io package (.zip) for Fiji/"
+                                      "deepImageJ, ilastik, napari, onnxruntime; needs pip install 'n2n_fast[export]'")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
+    p.add_argument("output", help="file to write: .onnx or .zip (bioimage.io)")
+    p.add_argument("--format", choices=("onnx", "bioimageio"), help="default: from the output's suffix")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it exists")
+    p.add_argument("--name", help="bioimage.io: model name")
+    p.add_argument("--author", action="append", help="bioimage.io: an author's name (repeat for several)")
+    p.add_argument("--license", help="bioimage.io: SPDX license id of the weights (default CC-BY-4.0)")
+    p.add_argument("--input-dtype", choices=("uint8", "uint16", "float32"),
+                   help="bioimage.io: the data's dtype, scaled to [0, 1] by declared preprocessing (default: the "
+                        "training data's)")
+    p.set_defaults(run=_cmd_export)
 
 
 def build_parser():
@@ -208,7 +267,7 @@ def build_parser():
 
     p = sub.add_parser("denoise", help="denoise images of any size with a trained checkpoint (tiled, seam-free)")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
-    p.add_argument("input", help="image file (PNG, JPEG, TIFF, .npy) or a folder of them")
+    p.add_argument("input", help="image file (PNG, JPEG, TIFF, .npy), a folder of them, or Zarr/OME-Zarr (.zarr)")
     p.add_argument("output", help="output file, or folder (for a folder input)")
     p.add_argument("--tile", type=int, default=256, help="tile side, a multiple of 32 (default 256)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, < tile / 2 (default 64)")
@@ -217,7 +276,11 @@ def build_parser():
     p.add_argument("--precision", default="float32", choices=("float32", "bf16", "bfloat16"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--axes", help="Zarr input without axis names: e.g. yx, cyx, yxc, zyx, tczyx")
+    p.add_argument("--overwrite", action="store_true", help="Zarr output: replace it when it exists")
     p.set_defaults(run=_cmd_denoise)
+
+    _add_export_parser(sub)
 
     return parser
 

@@ -27,6 +27,8 @@ _TENSOR_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torc
 def _as_nchw(array, name):
     """(zero-copy (N, C, H, W) tensor view, layout) of a numpy (H, W)/(H, W, C) array or a (C, H, W)/(N, C, H, W)
     tensor."""
+    if getattr(array, "is_band_store", False):  # a chunked store (zarr_io.ZarrImage): read and written by bands
+        return array, "NCHW"
     if isinstance(array, np.ndarray):
         if array.ndim not in (2, 3):
             raise ValueError(f"{name}: numpy images must be (H, W) or (H, W, C), got shape {array.shape}")
@@ -67,6 +69,8 @@ def _shares_memory(a, b):
 def _destination(image, out):
     """The array results go to: `out` after checks, or a new array like `image`."""
     if out is None:
+        if getattr(image, "is_band_store", False):
+            raise ValueError("out: required when image is a chunked store (use n2n_fast.zarr_io.denoise_zarr)")
         if isinstance(image, np.ndarray):
             return np.empty(image.shape, dtype=image.dtype)
         return torch.empty_like(image, memory_format=torch.contiguous_format)

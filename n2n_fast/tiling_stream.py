@@ -19,7 +19,7 @@ def _check_finite(rows):
 class BandReader:
     def __init__(self, view, device):
         self.view, self.device = view, torch.device(device)
-        self.local = view.device == self.device
+        self.local = isinstance(view, torch.Tensor) and view.device == self.device  # else: copied by bands
         self.cuda = self.device.type == "cuda" and not self.local
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.pending = {}
