@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .export import ONNX_ATOL, ONNX_RTOL, run_onnx, write_onnx
+from .conventions import __version__
+from .onnx_model import ONNX_ATOL, ONNX_RTOL, run_onnx, write_onnx
 from .extras import require
 from .unet import ALIGNMENT
 

@@ -5,7 +5,7 @@ Each subcommand is one small function that parses nothing itself: argparse hands
 import argparse
 import sys
 
-from .conventions import __version__
+from .conventions import BLEND_MODES, LOSS_KINDS, PRECISIONS, TRAIN_TARGETS, __version__
 
 
 def _cmd_info(args):
@@ -222,8 +222,10 @@ def build_parser():
     p.add_argument("--data", nargs="+", metavar="PATH", help="folder, image file(s): clean (or noisy for neighbor)")
     p.add_argument("--pairs", nargs="+", metavar="FOLDER", help="two or more folders of aligned noisy realisations")
     p.add_argument("--noise", help=_NOISE_HELP)
-    p.add_argument("--targets", default="noisy", choices=("noisy", "clean", "neighbor"))
-    p.add_argument("--loss", default="l2", choices=("l2", "l1", "l0", "hdr"))
+    p.add_argument("--targets", default="noisy", choices=TRAIN_TARGETS,
+                   help="noisy: N2N on --data + --noise; clean: the N2C baseline; neighbor: Neighbor2Neighbor")
+    p.add_argument("--loss", default="l2", choices=LOSS_KINDS,
+                   help="l2 (mean: zero-mean noise), l1 (median), l0 (annealed: mode, impulse noise), hdr")
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--batch-size", type=int, default=4, help="per process (rank)")
     p.add_argument("--crop", type=int, default=256)
@@ -242,7 +244,7 @@ def build_parser():
     p.add_argument("--val", nargs="+", metavar="PATH", help="clean validation images")
     p.add_argument("--val-noisy", nargs="+", metavar="PATH", help="their noisy versions (else noised with --noise)")
     p.add_argument("--device", default=None)
-    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "bf16"))
+    p.add_argument("--precision", default="auto", choices=PRECISIONS + ("bf16",))
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--val-every", type=int, default=None)
@@ -261,7 +263,7 @@ def build_parser():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "bf16"))
+    p.add_argument("--precision", default="auto", choices=PRECISIONS + ("bf16",))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_demo)
 
@@ -272,7 +274,7 @@ def build_parser():
     p.add_argument("--tile", type=int, default=256, help="tile side, a multiple of 32 (default 256)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, < tile / 2 (default 64)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
-    p.add_argument("--blend", default="cosine", choices=("cosine", "gaussian", "stitch"))
+    p.add_argument("--blend", default="cosine", choices=tuple(BLEND_MODES))
     p.add_argument("--precision", default="float32", choices=("float32", "bf16", "bfloat16"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

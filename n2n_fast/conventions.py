@@ -32,6 +32,9 @@ def uint_peak(dtype):
     return UINT_PEAKS.get(str(dtype).replace("torch.", ""))
 
 
+# ---- training
+TRAIN_TARGETS = ("noisy", "clean", "neighbor")  # synthetic N2N, N2C, Neighbor2Neighbor (pairs= is its own mode)
+
 # ---- losses
 LOSS_KINDS = ("l2", "l1", "l0", "hdr")
 KIND_CODE = {kind: code for code, kind in enumerate(LOSS_KINDS)}  # the Triton kernels' KIND constexpr

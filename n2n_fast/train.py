@@ -29,11 +29,11 @@ from . import loss as losses
 from . import schedule
 from .conventions import LOSS_KINDS as LOSSES
 from .device_crops import DeviceCrops
-from .conventions import PRECISIONS, precision_name, psnr
+from .conventions import TRAIN_TARGETS as TARGETS
+from .conventions import precision_name, psnr
 from .noise import add_noise, noisy_pair
 from .unet import UNet
 
-TARGETS = ("noisy", "clean", "neighbor")
 VAL_SEED = 2018  # validation noise is fixed across runs and seeds, so PSNR curves are comparable
 BETAS, EPS = (0.9, 0.99), 1e-8  # the paper's Adam settings
 

@@ -1,0 +1,99 @@
+"""A trained U-Net as an ONNX model with dynamic batch, height and width, checked against PyTorch.
+
+Why the U-Net is wrapped: its eager forward pads to a multiple of 32 only when the size needs it (a Python branch),
+so an exporter keeps whichever branch the example input took and the graph fails at other sizes; and
+`padding.mirror_index` takes a remainder by a Python int, which the dynamo exporter cannot translate when that int
+is a symbolic size. `AlignedUNet` always pads (by zero rows when aligned), with the padded length computed by
+integer arithmetic on the size and the reflection on int64 tensors, so one graph serves every batch, height and
+width. In eager mode it equals `UNet.forward` bitwise (the padding gathers the same pixels; tests check it).
+"""
+import contextlib
+import io
+
+import numpy as np
+import torch
+from torch import nn
+
+from .extras import require
+from .unet import ALIGNMENT
+
+ONNX_INPUT, ONNX_OUTPUT = "input", "output"
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
+# onnxruntime (MLAS) and torch (oneDNN) sum the convolutions in different orders: the paper U-Net's outputs differ
+# by a few float32 ulps of values near 1 (measured: up to about 2e-6); these bounds leave room for other CPUs.
+ONNX_RTOL, ONNX_ATOL = 1e-4, 1e-5
+_EXAMPLE_SIZE = 64  # the traced example; batch, height and width are declared dynamic
+_CHECK_SHAPE = (2, 33, 47)  # (batch, height, width) run through onnxruntime after export: unaligned and batched
+# The lowest opset torch's dynamo exporter writes natively (asking for less fails in its version converter), so older
+# runtimes read the file too: onnxruntime >= 1.14, where torch 2.14's default, opset 20, needs 1.17.
+ONNX_OPSET = 18
+
+
+def _mirror_positions(length, size):
+    """int64 tensor of `length` source positions for an axis of `size` pixels: 0..size-1, then reflected about
+    the edge pixels and repeated periodically (SPEC §7), 0 everywhere when size == 1. Same values as
+    `padding.mirror_index(arange(length), size)`; the period is a 0-d tensor so the remainder exports."""
+    positions = torch.arange(length)
+    size = torch.full((), size, dtype=torch.int64)
+    period = torch.clamp(2 * (size - 1), min=1)  # 1 for a one-pixel side: every position maps to 0
+    positions = torch.remainder(positions, period)
+    return torch.where(positions < size, positions, period - positions)
+
+
+class AlignedUNet(nn.Module):
+    """`UNet` whose padding to a multiple of 32 is part of the traced graph: (B, C, H, W) -> (B, C', H, W) for
+    any B, H, W >= 1, equal to `net(x)`. Wraps (shares) `net`'s parameters."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        height, width = x.shape[-2], x.shape[-1]
+        padded_h = (height + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        padded_w = (width + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        x = x.index_select(-2, _mirror_positions(padded_h, height))
+        x = x.index_select(-1, _mirror_positions(padded_w, width))
+        return self.net._core(x)[..., :height, :width]
+
+
+def write_onnx(net, path):
+    """Export `net` (a CPU UNet) to the ONNX file `path` (weights inside, dynamic batch/height/width), check it
+    with onnx.checker and onnxruntime, and return its opset version."""
+    onnx, _, _ = require("export", "export(format='onnx')", *ONNX_MODULES)
+    example = torch.rand(1, net.in_channels, _EXAMPLE_SIZE, _EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        torch.onnx.export(AlignedUNet(net).eval(), (example,), str(path), dynamo=True, external_data=False,
+                          opset_version=ONNX_OPSET, dynamic_shapes={"x": dims}, input_names=[ONNX_INPUT],
+                          output_names=[ONNX_OUTPUT])
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    batch, height, width = _CHECK_SHAPE
+    probe = torch.rand(batch, net.in_channels, height, width, generator=torch.Generator().manual_seed(1))
+    error = onnx_error(path, net, probe)
+    if error is not None:
+        raise RuntimeError(f"export: the ONNX model differs from the PyTorch model at {tuple(probe.shape)}: {error}")
+    return next(op.version for op in model.opset_import if op.domain in ("", "ai.onnx"))
+
+
+def run_onnx(path, array):
+    """onnxruntime's output for the float32 (B, C, H, W) numpy `array` on the CPU."""
+    (onnxruntime,) = require("export", "running an ONNX model", "onnxruntime")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([ONNX_OUTPUT], {ONNX_INPUT: np.ascontiguousarray(array, dtype=np.float32)})[0]
+
+
+def onnx_error(path, net, x):
+    """None when the ONNX model at `path` matches `net` on the tensor `x` within float32 tolerance, else a
+    description of the largest difference."""
+    with torch.no_grad():
+        expected = net(x).numpy()
+    got = run_onnx(path, x.numpy())
+    if got.shape != expected.shape:
+        return f"shape {got.shape}, expected {expected.shape}"
+    bound = ONNX_ATOL + ONNX_RTOL * np.abs(expected)
+    excess = np.abs(got - expected) - bound
+    if (excess > 0).any() or not np.isfinite(got).all():
+        return f"max abs difference {np.abs(got - expected).max():.3g} (tolerance {ONNX_ATOL} + {ONNX_RTOL}·|y|)"
+    return None
