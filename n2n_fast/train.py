@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from . import data as training_data
 from . import history as history_files
 from . import loss as losses
-from . import schedule
+from . import graph_step, schedule
 from .conventions import LOSS_KINDS as LOSSES
 from .device_crops import DeviceCrops
 from .conventions import TRAIN_TARGETS as TARGETS
@@ -132,6 +132,8 @@ class Run:
     autocast: object  # a context-manager factory: bf16 autocast or nothing
     step_t: torch.Tensor = None  # 0-d int64 on the device: the step the kernels and the crop picks read
     device_crops: list = None  # DeviceCrops per store, or None when a store is not resident (memmaps)
+    graphed: object = None  # a graph_step.GraphedStep once the step is captured
+    capturing: bool = False  # warming up or capturing: gradients are zeroed in place, never freed
 
     def __post_init__(self):
         device = self.stores[0].device
@@ -209,16 +211,23 @@ OBJECTIVES = {"noisy": _synthetic_n2n, "clean": _noise2clean, "pairs": _real_pai
 
 def train_step(run, step):
     """One optimisation step at `step`; returns the loss as a 0-d device tensor (no host sync)."""
+    if run.graphed is not None:
+        return run.graphed(step)
     lr_now = schedule.learning_rate(step, run.steps, run.lr, run.rampdown)
     for group in run.optimizer.param_groups:
         group["lr"] = lr_now
+    run.step_t.fill_(step)  # the kernels and the crop picks read the step from device memory
+    return step_body(run, step)
+
+
+def step_body(run, step):
+    """The step after its learning rate and run.step_t are set: what a CUDA graph captures (graph_step.py)."""
     extra = {"gamma": schedule.l0_gamma(step, run.steps)} if run.loss == "l0" else {}
     index = run.rank * run.batch_size  # global index of this rank's first sample in the step
-    run.step_t.fill_(step)  # the kernels and the crop picks read the step from device memory
     picks = run.picks(step, index)
+    run.optimizer.zero_grad(set_to_none=run.graphed is None and not run.capturing)
     with run.autocast():
         objective = run.objective(run, step, index, picks, extra)
-    run.optimizer.zero_grad(set_to_none=True)
     objective.backward()
     run.optimizer.step()
     return objective.detach()
@@ -260,6 +269,20 @@ def _check_arguments(a):
     if val is not None and a["noise"] is None and not (isinstance(val, tuple) and len(val) == 2):
         raise ValueError("val: without a noise model, give val=(noisy, clean)")
     return precision
+
+
+def _capture(run, graph, device, world, compiled, first_step):
+    """Capture the step as a CUDA graph when `graph` asks for it and it can be (graph_step.refusal)."""
+    if graph not in ("auto", True, False):
+        raise ValueError(f"graph: expected 'auto', True or False, got {graph!r}")
+    why_not = graph_step.refusal(run, device, world, compiled)
+    if graph is True and why_not:
+        raise ValueError(f"graph: the step cannot be captured as a CUDA graph: {why_not}")
+    if graph is False or why_not or first_step >= run.steps:
+        return
+    run.capturing = True
+    run.graphed = graph_step.GraphedStep(run, first_step, step_body)
+    run.capturing = False
 
 
 def _model(channels, features, seed, device, memory_format):
@@ -416,7 +439,7 @@ def _loop(run, train_args, history, best_psnr, start, out_dir, val_pairs, world,
 def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", steps, batch_size=4, crop=256,
           lr=3e-4, seed=0, out_dir, resume=False, val=None, device=None, precision="auto", compile=False,
           features=48, rampdown=0.3, neighbor_weight=2.0, log_every=10, val_every=None, checkpoint_every=1000,
-          channels_last=None, progress=True, plot=None, overwrite=False, axes=None):
+          channels_last=None, progress=True, plot=None, overwrite=False, axes=None, graph="auto"):
     """Train a U-Net denoiser; returns a TrainResult (.model, .history, .checkpoint, .best_checkpoint).
 
     data / pairs / val: a folder, an image path, a list of paths or (H, W[, C]) arrays, or an array ((N, H, W, C)
@@ -435,6 +458,8 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
       run; the learning-rate ramp-down then differs from a run started with those steps, so it is not bitwise the
       same). A folder holding a run is refused unless resume=True or overwrite=True (which removes that run first).
     plot: write history.png at the end (None: when matplotlib is installed; True: require it).
+    graph: "auto" (on CUDA, capture the whole step once as a CUDA graph and replay it, where it can be:
+      n2n_fast/graph_step.py says where not and why), True (require it) or False.
     Ctrl-C / SIGTERM stop at the end of the current step, write a checkpoint there (resume=True continues it
     bitwise) and raise TrainingInterrupted. A non-finite loss (seen at log steps) stops with FloatingPointError,
     keeping the last good checkpoint."""
@@ -469,7 +494,10 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     model = net if world == 1 else torch.nn.parallel.DistributedDataParallel(net)
     run = Run(net, torch.compile(model) if compile else model, optimizer, OBJECTIVES[train_args["mode"]], stores,
               noise, loss, seed, steps, batch_size, crop, lr, rampdown, neighbor_weight, rank, memory_format,
-              (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext)
+              # no weight-cast cache: a replayed CUDA graph would read casts freed after capture
+              (lambda: torch.autocast(device.type, dtype=amp, cache_enabled=False)) if amp is not None
+              else contextlib.nullcontext)
+    _capture(run, graph, device, world, compile, start)
 
     # ---- the loop: one step, then logging, validation and checkpoints (the only host syncs)
     best_psnr = _loop(run, train_args, history, best_psnr, start, out_dir, val_pairs, world,

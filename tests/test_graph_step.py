@@ -1,0 +1,44 @@
+"""n2n_fast/graph_step.py: the training step as a replayed CUDA graph, refused with a reason where it cannot be."""
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+import n2n_fast
+
+train_module = importlib.import_module("n2n_fast.train")
+IMAGES = [np.random.default_rng(0).integers(0, 256, (40, 44, 3), dtype=np.uint8) for _ in range(2)]
+TINY = dict(data=IMAGES, noise=n2n_fast.Gaussian((0.0, 0.2)), steps=5, batch_size=2, crop=32, features=8,
+            progress=False, plot=False, log_every=1)
+
+
+def test_graph_true_is_refused_with_the_reason_where_it_cannot_be(tmp_path):
+    with pytest.raises(ValueError, match="graph: the step cannot be captured as a CUDA graph: CUDA graphs need a "
+                                         "CUDA device, got cpu"):
+        n2n_fast.train(out_dir=tmp_path / "a", device="cpu", graph=True, **TINY)
+    with pytest.raises(ValueError, match="graph: expected 'auto', True or False"):
+        n2n_fast.train(out_dir=tmp_path / "b", graph="yes", **TINY)
+    result = n2n_fast.train(out_dir=tmp_path / "c", device="cpu", **TINY)  # "auto" falls back to eager on a CPU
+    assert len(result.history) == 5
+
+
+@pytest.mark.gpu
+def test_graph_replays_match_eager_steps_without_host_syncs(tmp_path, monkeypatch):
+    """5 replayed steps against 5 eager ones: the same crops and noise (both read the device step), and losses
+    equal to float32 rounding with deterministic cuDNN algorithms (rtol 1e-6: a different algorithm choice between
+    the two runs would differ at about 1e-4). The replays run under torch.cuda's sync debug mode set to error."""
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    real_step = train_module.train_step
+
+    def no_sync(run, step):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return real_step(run, step)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    eager = n2n_fast.train(out_dir=tmp_path / "eager", graph=False, **TINY)
+    monkeypatch.setattr(train_module, "train_step", no_sync)
+    graphed = n2n_fast.train(out_dir=tmp_path / "graph", graph=True, **TINY)
+    np.testing.assert_allclose([r["loss"] for r in graphed.history], [r["loss"] for r in eager.history], rtol=1e-6)
