@@ -48,7 +48,9 @@ def log_positive(x):
 
 def sincos_small(t):
     """(sin t, cos t) for float32 0 <= t < 8 in the exact float32 operations of csrc/noise.h: reduction by
-    multiples of pi/4 (pi/4 split in three parts), Cephes' minimax polynomials, quadrant by selects."""
+    multiples of pi/4 (pi/4 split in three parts), Cephes' minimax polynomials, quadrant by selects.
+    A deliberate twin of triton/noise_models.py's sincos_small (and csrc/noise.h's): the same operations in each
+    language are what makes every implementation draw the same Gaussian noise bit for bit."""
     j = (t * 1.27323949).to(torch.int32)
     j = j + (j & 1)
     jf = j.to(torch.float32)

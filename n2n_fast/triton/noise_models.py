@@ -94,7 +94,8 @@ def log_positive(x):
 @triton.jit
 def sincos_small(t):
     """(sin t, cos t) for 0 <= t < 8: the float32 operations of csrc/noise.h (no libdevice slow path for huge
-    arguments, whose local-memory table cost registers and a stack frame)."""
+    arguments, whose local-memory table cost registers and a stack frame). A deliberate twin of the reference's
+    sincos_small: the same operations everywhere give the same noise bit for bit."""
     j = (t * 1.27323949).to(tl.int32)
     j = j + (j & 1)
     jf = j.to(tl.float32)
