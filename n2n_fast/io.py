@@ -41,7 +41,15 @@ def to_unit(array, name="image"):
 
 def from_unit(pixels, dtype):
     """Back to `dtype`: integer dtypes are rounded and clipped to their range; float dtypes are cast unchanged."""
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype: {dtype!r} is not a dtype; accepted: uint8, uint16, float32, float64") from exc
+    if dtype.kind not in "fb" and dtype not in _INTEGER_PEAK:
+        raise TypeError(f"dtype: {dtype} cannot hold [0, 1] images faithfully; accepted: uint8, uint16 (scaled to "
+                        "their full range), float16, float32, float64")
+    if dtype in _INTEGER_PEAK and not np.isfinite(np.asarray(pixels)).all():
+        raise ValueError(f"pixels: NaN or Inf cannot be written as {dtype}")
     if dtype in _INTEGER_PEAK:
         peak = _INTEGER_PEAK[dtype]
         return np.clip(np.rint(np.asarray(pixels, dtype=np.float32) * peak), 0, peak).astype(dtype)
@@ -93,10 +101,12 @@ def read_stack(path, axes=None):
         raise FileNotFoundError(f"path: no such file {path}" + (" (a folder)" if os.path.isdir(path) else ""))
     try:
         array, hint = _decode(path, ext)
-    except (ValueError, FileNotFoundError):
-        raise
     except Exception as exc:  # decoders raise many types for corrupt files; name the file and the cause
+        if str(exc).startswith("path:"):
+            raise
         raise ValueError(f"path: cannot read image {path} ({type(exc).__name__}: {exc})") from exc
+    if array.dtype == object or array.dtype.kind not in "uifb":
+        raise TypeError(f"path: {path} holds {array.dtype} data; accepted: uint8, uint16 or float pixels")
     if array.dtype.byteorder == ">":  # big-endian files (valid input): native order for the arithmetic
         array = array.astype(array.dtype.newbyteorder("="))
     axes = check_axes(axes, array.shape) if axes is not None else infer_axes(array.shape, hint, f"image {path}")

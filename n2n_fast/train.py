@@ -70,8 +70,26 @@ def _autocast_dtype(precision, device):
     return None
 
 
+def check_device(device, name="device"):
+    """A torch.device from None / "cpu" / "cuda" / "cuda:N" / a torch.device, or a ValueError naming `name`."""
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{name}: {device!r} is not a device; accepted: 'cpu', 'cuda', 'cuda:N'") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: {device.type!r} devices are not supported; accepted: 'cpu', 'cuda', 'cuda:N'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}: {str(device)!r} asked for, but no CUDA GPU is visible (use 'cpu')")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{name}: {str(device)!r}, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return device
+
+
 def _distributed(device):
     """(rank, world size, device, whether we started the process group) under torchrun, else (0, 1, device, False)."""
+    device = check_device(device)
     started = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         cuda = str(device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
@@ -246,6 +264,9 @@ def _check_arguments(a):
                             ("seed", int, 0), ("features", int, 1), ("rampdown", float, 0),
                             ("neighbor_weight", float, 0), ("log_every", int, 1), ("checkpoint_every", int, 1)):
         _check(name, a[name], kind, low)
+    if a["features"] > 1024:  # 10**5 would allocate hundreds of GB after the data loaded
+        raise ValueError(f"features: expected at most 1024 (the paper uses 48), got {a['features']}")
+    check_device(a["device"])
     if a["val_every"] is not None:
         _check("val_every", a["val_every"], int, 1)
     if a["seed"] >= 2**63 or a["rampdown"] > 1 or a["lr"] == 0:
@@ -514,7 +535,18 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
 
 def load(path):
     """The U-Net stored in checkpoint `path` (nn.Module, eval mode, on the CPU)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected the path of a checkpoint file, got {type(path).__name__} {path!r}")
     state = ckpt.read(path, "path")
-    net = UNet(**state["model_args"])
-    net.load_state_dict(state["model"])
+    try:
+        net = UNet(**state["model_args"])
+        net.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"path: the weights in {str(path)!r} do not fit its model arguments "
+                         f"{state['model_args']!r} ({type(exc).__name__}: {str(exc)[:300]})") from exc
+    broken = [name for name, value in state["model"].items() if value.is_floating_point()
+              and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise ValueError(f"path: {str(path)!r} holds non-finite weights ({', '.join(broken[:3])}"
+                         f"{', ...' if len(broken) > 3 else ''}): the run it came from diverged")
     return net.eval()

@@ -81,8 +81,14 @@ class UNet(nn.Module):
         return self.dec_conv1c(h)
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"UNet: input must be (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"UNet: input must be a float torch.Tensor (B, {self.in_channels}, H, W), got "
+                            f"{type(x).__name__} (n2n_fast.denoise takes numpy images)")
+        if not x.is_floating_point():
+            raise TypeError(f"UNet: input must be floating point (images scaled to [0, 1]), got {x.dtype}; "
+                            "n2n_fast.denoise scales uint8/uint16 images itself")
+        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[0] == 0:
+            raise ValueError(f"UNet: input must be (B, {self.in_channels}, H, W) with B >= 1, got {tuple(x.shape)}")
         height, width = x.shape[-2:]
         pad_h, pad_w = -height % ALIGNMENT, -width % ALIGNMENT
         if pad_h or pad_w:
