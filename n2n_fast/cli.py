@@ -115,11 +115,26 @@ def _denoise_jobs(source, target):
     return [(source, target / source.name if target.is_dir() else target)]
 
 
+def _auto_or_int(text):
+    return "auto" if text == "auto" else int(text)
+
+
+def _bytes(text):
+    """'1073741824', '512M', '2G', '1.5GiB' -> bytes (binary units)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number = text.upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units and number[-1:] != "" and not number[-1:].isdigit() else ""
+    try:
+        return int(float(number[:len(number) - len(unit)]) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bytes such as 1073741824, 512M or 2G, got {text!r}") from None
+
+
 def _cmd_denoise(args):
     import numpy as np
 
     from .io import read_image, write_image
-    from .tiling import denoise
+    from .tiling import denoise, denoise_plan
     from .train import load
 
     import torch
@@ -130,9 +145,11 @@ def _cmd_denoise(args):
         if source.resolve() == target.resolve():
             raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
         pixels, dtype = read_image(str(source))
-        result = denoise(model, pixels, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                         blend=args.blend, precision=args.precision, device=device,
-                         progress=None if not args.quiet else False)
+        options = dict(tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
+                       batch_size=args.batch_size, blend=args.blend, device=device)
+        print(f"{source}: {denoise_plan(model, pixels, **options).describe()}")
+        result = denoise(model, pixels, precision=args.precision, progress=None if not args.quiet else False,
+                         **options)
         write_image(str(target), result, dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
         print(f"{source} -> {target}")
     return 0
@@ -197,9 +214,14 @@ def build_parser():
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
     p.add_argument("input", help="image file (PNG, JPEG, TIFF, .npy) or a folder of them")
     p.add_argument("output", help="output file, or folder (for a folder input)")
-    p.add_argument("--tile", type=int, default=256, help="tile side, a multiple of 32 (default 256)")
-    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, < tile / 2 (default 64)")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
+    p.add_argument("--tile", type=_auto_or_int, default="auto",
+                   help="tile side, a multiple of 32, or auto: the largest that fits --memory-budget (default)")
+    p.add_argument("--overlap", type=_auto_or_int, default="auto",
+                   help="tile overlap in pixels (< tile / 2), or auto: the measured seam rule (default)")
+    p.add_argument("--memory-budget", type=_bytes, default=None, metavar="BYTES",
+                   help="memory for one model call and the output band, sizing --tile auto: bytes or with a unit "
+                        "(512M, 2G); default: a quarter of total RAM up to 1G on the CPU, half the GPU's memory")
+    p.add_argument("--batch-size", type=int, default=8, help="at most this many tiles per model call (default 8)")
     p.add_argument("--blend", default="cosine", choices=("cosine", "gaussian", "stitch"))
     p.add_argument("--precision", default="float32", choices=("float32", "bf16", "bfloat16"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
