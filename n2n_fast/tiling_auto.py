@@ -31,7 +31,7 @@ AUTO_OVERLAP = {"cosine": ((384, 32), (0, 64)), "gaussian": ((0, 64),), "stitch"
 CPU_BUDGET_FRACTION, CPU_BUDGET_CAP = 0.25, 1 << 30
 GPU_BUDGET_FRACTION = 0.5
 # Paper U-Net, float32, peak resident bytes per pixel measured at batch 1 for 128^2-1024^2 tiles: 1169-1637 for
-# features=48, 834-971 for features=16 (benchmarks/seam_study.py --memory); this bound is 4 * (6 f + 2 c + 160):
+# features=48, 834-971 for features=16 (benchmarks/unet_cost.py); this bound is 4 * (6 f + 2 c + 160):
 # 1816 and 1048 bytes, above every measurement.
 UNET_FLOATS = (6, 2, 160)
 GENERIC_FLOATS_PER_CHANNEL = 4  # models without a known formula: 4 live maps of their widest convolution
