@@ -130,28 +130,59 @@ def _bytes(text):
         raise argparse.ArgumentTypeError(f"expected bytes such as 1073741824, 512M or 2G, got {text!r}") from None
 
 
-def _cmd_denoise(args):
-    import numpy as np
+def _small_image_groups(jobs, fits_one_tile, limit):
+    """Consecutive jobs [(source, target, pixels, dtype)] grouped: images of one shape that each fit one tile run
+    together, up to `limit` per group, so a folder of small images does not run the network at batch 1."""
+    group = []
+    for job in jobs:
+        if group and (job[2].shape != group[0][2].shape or len(group) >= limit or not fits_one_tile(job[2])):
+            yield group
+            group = []
+        group.append(job)
+        if not fits_one_tile(job[2]):
+            yield group
+            group = []
+    if group:
+        yield group
 
-    from .io import read_image, write_image
-    from .tiling import denoise, denoise_plan
-    from .train import load
 
-    import torch
+def _read_jobs(pairs):
+    from .io import read_image
 
-    model = load(args.checkpoint)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    for source, target in _denoise_jobs(args.input, args.output):
+    for source, target in pairs:
         if source.resolve() == target.resolve():
             raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
         pixels, dtype = read_image(str(source))
-        options = dict(tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
-                       batch_size=args.batch_size, blend=args.blend, device=device)
-        print(f"{source}: {denoise_plan(model, pixels, **options).describe()}")
-        result = denoise(model, pixels, precision=args.precision, progress=None if not args.quiet else False,
-                         **options)
-        write_image(str(target), result, dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
-        print(f"{source} -> {target}")
+        yield source, target, pixels, dtype
+
+
+def _cmd_denoise(args):
+    import numpy as np
+    import torch
+
+    from .io import write_image
+    from .tiling import denoise, denoise_plan
+    from .train import load
+
+    model = load(args.checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = dict(tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
+                   batch_size=args.batch_size, blend=args.blend, device=device)
+    fits_one_tile = lambda pixels: denoise_plan(model, pixels, **options).plan.count == 1  # noqa: E731
+    jobs = _read_jobs(_denoise_jobs(args.input, args.output))
+    for group in _small_image_groups(jobs, fits_one_tile, args.batch_size):
+        # a group is one (N, C, H, W) tensor: the tiles of all its images share model calls
+        stack = np.stack([pixels.reshape(pixels.shape[:2] + (-1,)) for _, _, pixels, _ in group])
+        images = torch.from_numpy(stack).permute(0, 3, 1, 2)
+        plan = denoise_plan(model, images if len(group) > 1 else group[0][2], **options)
+        names = group[0][0] if len(group) == 1 else f"{group[0][0]} .. {group[-1][0]} ({len(group)} images)"
+        print(f"{names}: {plan.describe()}")
+        result = denoise(model, images, precision=args.precision, progress=None if not args.quiet else False,
+                         **options).permute(0, 2, 3, 1).numpy()
+        for (source, target, pixels, dtype), denoised in zip(group, result):
+            write_image(str(target), denoised.reshape(pixels.shape),
+                        dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
+            print(f"{source} -> {target}")
     return 0
 
 

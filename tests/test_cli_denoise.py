@@ -49,3 +49,22 @@ def test_budget_units():
                                                                                    3 << 29, 64 << 10]
     with pytest.raises(argparse.ArgumentTypeError, match="512M"):
         _bytes("lots")
+
+
+def test_folder_of_small_images_runs_them_together(tmp_path, checkpoint, capsys):
+    """Same-shape images that each fit one tile share model calls; each output equals denoising it alone."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name, shape in (("a.png", (40, 50, 3)), ("b.png", (40, 50, 3)), ("c.png", (40, 50, 3)),
+                        ("d.png", (33, 20, 3)), ("e.png", (40, 50, 3))):
+        write_image(str(folder / name), rng.random(shape), dtype=np.uint8)
+    assert main(["denoise", "--checkpoint", str(checkpoint), "--quiet", "--batch-size", "3", str(folder),
+                 str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "c.png (3 images): plan: 1 x 1 tiles of 64 x 64" in printed and "3 tile(s) per model call" in printed and printed.count("->") == 5
+    model = n2n_fast.load(str(checkpoint))
+    for name in ("a.png", "c.png", "d.png", "e.png"):
+        alone = n2n_fast.denoise(model, read_image(str(folder / name))[0])
+        got = read_image(str(tmp_path / "out" / name))[0]
+        assert got.shape == alone.shape and np.abs(got - np.clip(alone, 0, 1)).max() <= 1 / 255 + 1e-6
