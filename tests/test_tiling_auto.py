@@ -74,8 +74,10 @@ def test_auto_plan_fits_budget_and_covers_image(size, budget_mib, blend):
         assert origins[0] == -margin and origins[-1] + tile >= length + margin
         assert origins[-1] + tile - (length + margin) < 32  # never more than the alignment's padding past the end
         assert all(b - a <= tile - plan.overlap for a, b in zip(origins, origins[1:]))  # every seam overlaps
-    # the largest tiles: one alignment step more along the longer axis would not fit
     assert chosen.auto_tile and chosen.auto_overlap
+    if plan.count > 1:  # the largest tiles: a budget 10 % smaller never allows larger ones
+        smaller = denoise_plan(unet, _image(size), memory_budget=budget_mib * MIB * 0.9, blend=blend).plan
+        assert smaller.tile_h * smaller.tile_w <= plan.tile_h * plan.tile_w
 
 
 def test_explicit_tile_and_overlap_are_honoured():
