@@ -100,7 +100,7 @@ def test_overlap_rule_follows_measurements():
 
 @pytest.fixture(scope="module")
 def trained_unet():
-    """A narrow U-Net trained N2N on small crops (n2n_fast.train; ~20 s on one busy core). Measured with it:
+    """A narrow U-Net trained N2N on small crops (n2n_fast.train; 34-49 s on a busy 2-core CPU). Measured with it:
     57.3 and 55.4 dB against whole-image inference at the two budgets below, 53.4 dB between them; trained on
     200 steps instead it falls to 49.6 dB (less trained networks react more to tile borders)."""
     import tempfile
