@@ -168,7 +168,8 @@ def test_denoise_4096(benchmark, device, impl):
     net = n2n_fast.UNet(3).eval().to(device)
     image = np.random.default_rng(0).random((4096, 4096, 3)).astype(np.float32)
     base = _reset_peak(device)
-    benchmark.pedantic(lambda: denoise(net, image, device=device, backend=impl), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: denoise(net, image, tile=256, overlap=64, device=device, backend=impl), rounds=1,
+                       iterations=1)
     benchmark.extra_info.update(op="denoise unet48 fp32 tile 256/64", size="4096x4096x3", impl=impl,
                                 peak_mib=_peak(device, base) / 2**20)
 

@@ -132,7 +132,8 @@ def _denoise_zarr(args, model, device):
         from .zarr_io import denoise_zarr
 
         target = denoise_zarr(model, args.input, args.output, axes=args.axes, overwrite=args.overwrite,
-                              tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, blend=args.blend,
+                              tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
+                              batch_size=args.batch_size, blend=args.blend,
                               precision=args.precision, device=device, progress=None if not args.quiet else False)
     except MissingExtra as exc:
         print(f"n2n-fast denoise: error: {exc}", file=sys.stderr)
@@ -141,14 +142,54 @@ def _denoise_zarr(args, model, device):
     return 0
 
 
+def _auto_or_int(text):
+    return "auto" if text == "auto" else int(text)
+
+
+def _bytes(text):
+    """'1073741824', '512M', '2G', '1.5GiB' -> bytes (binary units)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number = text.upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units and number[-1:] != "" and not number[-1:].isdigit() else ""
+    try:
+        return int(float(number[:len(number) - len(unit)]) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bytes such as 1073741824, 512M or 2G, got {text!r}") from None
+
+
+def _small_image_groups(jobs, fits_one_tile, limit):
+    """Consecutive jobs [(source, target, pixels, dtype)] grouped: images of one shape that each fit one tile run
+    together, up to `limit` per group, so a folder of small images does not run the network at batch 1."""
+    group = []
+    for job in jobs:
+        if group and (job[2].shape != group[0][2].shape or len(group) >= limit or not fits_one_tile(job[2])):
+            yield group
+            group = []
+        group.append(job)
+        if not fits_one_tile(job[2]):
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _read_jobs(pairs):
+    from .io import read_image
+
+    for source, target in pairs:
+        if source.resolve() == target.resolve():
+            raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
+        pixels, dtype = read_image(str(source))
+        yield source, target, pixels, dtype
+
+
 def _cmd_denoise(args):
     import numpy as np
-
-    from .io import read_image, write_image
-    from .tiling import denoise
-    from .train import load
-
     import torch
+
+    from .io import write_image
+    from .tiling import denoise, denoise_plan
+    from .train import load
 
     model = load(args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -158,15 +199,23 @@ def _cmd_denoise(args):
         return _denoise_zarr(args, model, device)
     if args.axes is not None:
         raise ValueError("--axes: only for Zarr input (image files bring their own layout)")
-    for source, target in _denoise_jobs(args.input, args.output):
-        if source.resolve() == target.resolve():
-            raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
-        pixels, dtype = read_image(str(source))
-        result = denoise(model, pixels, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                         blend=args.blend, precision=args.precision, device=device,
-                         progress=None if not args.quiet else False)
-        write_image(str(target), result, dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
-        print(f"{source} -> {target}")
+    options = dict(tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
+                   batch_size=args.batch_size, blend=args.blend, device=device)
+    fits_one_tile = lambda pixels: denoise_plan(model, pixels, **options).plan.count == 1  # noqa: E731
+    jobs = _read_jobs(_denoise_jobs(args.input, args.output))
+    for group in _small_image_groups(jobs, fits_one_tile, args.batch_size):
+        # a group is one (N, C, H, W) tensor: the tiles of all its images share model calls
+        stack = np.stack([pixels.reshape(pixels.shape[:2] + (-1,)) for _, _, pixels, _ in group])
+        images = torch.from_numpy(stack).permute(0, 3, 1, 2)
+        plan = denoise_plan(model, images if len(group) > 1 else group[0][2], **options)
+        names = group[0][0] if len(group) == 1 else f"{group[0][0]} .. {group[-1][0]} ({len(group)} images)"
+        print(f"{names}: {plan.describe()}")
+        result = denoise(model, images, precision=args.precision, progress=None if not args.quiet else False,
+                         **options).permute(0, 2, 3, 1).numpy()
+        for (source, target, pixels, dtype), denoised in zip(group, result):
+            write_image(str(target), denoised.reshape(pixels.shape),
+                        dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
+            print(f"{source} -> {target}")
     return 0
 
 
@@ -271,9 +320,14 @@ def build_parser():
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
     p.add_argument("input", help="image file (PNG, JPEG, TIFF, .npy), a folder of them, or Zarr/OME-Zarr (.zarr)")
     p.add_argument("output", help="output file, or folder (for a folder input)")
-    p.add_argument("--tile", type=int, default=256, help="tile side, a multiple of 32 (default 256)")
-    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, < tile / 2 (default 64)")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
+    p.add_argument("--tile", type=_auto_or_int, default="auto",
+                   help="tile side, a multiple of 32, or auto: the largest that fits --memory-budget (default)")
+    p.add_argument("--overlap", type=_auto_or_int, default="auto",
+                   help="tile overlap in pixels (< tile / 2), or auto: the measured seam rule (default)")
+    p.add_argument("--memory-budget", type=_bytes, default=None, metavar="BYTES",
+                   help="memory for one model call and the output band, sizing --tile auto: bytes or with a unit "
+                        "(512M, 2G); default: a quarter of total RAM up to 1G on the CPU, half the GPU's memory")
+    p.add_argument("--batch-size", type=int, default=8, help="at most this many tiles per model call (default 8)")
     p.add_argument("--blend", default="cosine", choices=tuple(BLEND_MODES))
     p.add_argument("--precision", default="float32", choices=("float32", "bf16", "bfloat16"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")

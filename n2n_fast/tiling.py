@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from . import _backend
-from .tiling_plan import make_plan, source_rows, tile_row_rows
+from .tiling_auto import activation_bytes_per_pixel, choose_plan
+from .tiling_plan import source_rows, tile_row_rows
 from .tiling_stream import BandReader, RowWriter
 
 PRECISIONS = ("float32", "bf16")
@@ -110,15 +111,46 @@ def _show_progress(progress, count):
     return progress
 
 
-def denoise(model, image, *, tile=256, overlap=64, batch_size=8, blend="cosine", precision="float32", device=None,
-            out=None, progress=None, backend=None):
+def _image_shape(image, batch_size):
+    """(N, C, H, W) of a non-empty image, after the checks of the image and batch_size arguments."""
+    view, _ = _as_nchw(image, "image")
+    if min(view.shape) < 1:
+        raise ValueError(f"image: empty image of shape {tuple(image.shape)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    return tuple(view.shape)
+
+
+def denoise_plan(model, image, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8, blend="cosine",
+                 device=None):
+    """The DenoisePlan (n2n_fast/tiling_auto.py) denoise runs for these arguments; .describe() says it in words.
+
+    Deterministic: the same image shape, model architecture and arguments give the same plan on any machine (only
+    memory_budget=None reads the machine, and only its total memory)."""
+    n_images, channels, height, width = _image_shape(image, batch_size)
+    model_device, _ = _check_model(model)
+    device = _canonical(model_device if device is None else torch.device(device))
+    return choose_plan(n_images, channels, height, width, tile=tile, overlap=overlap, memory_budget=memory_budget,
+                       batch_size=batch_size, alignment=getattr(model, "alignment", 32), blend=blend,
+                       bytes_per_pixel=activation_bytes_per_pixel(model, channels), device=device)
+
+
+def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8, blend="cosine",
+            precision="float32", device=None, out=None, progress=None, backend=None):
     """Denoise `image` of any size with `model` in overlapping tiles.
 
     image: numpy (H, W) or (H, W, C) (uint8, uint16, float16/32/64; memmaps welcome) or a tensor (C, H, W) or
       (N, C, H, W) on any device. Floats are taken as [0, 1]; integers are scaled by their peak.
     model: maps (B, C, h, w) to (B, C, h, w) for h, w multiples of its `alignment` attribute (default 32).
-    tile, overlap: tile side and overlap in pixels; tile a multiple of the alignment, 0 <= overlap < tile / 2
-      (tile - overlap is rounded down to the alignment). A tile larger than the image shrinks to it.
+    tile, overlap: "auto" (default), or the tile side and overlap in pixels; tile a multiple of the alignment,
+      0 <= overlap < tile / 2 (tile - overlap is rounded down to the alignment). A tile larger than the image
+      shrinks to it. tile="auto": the largest tiles whose activations fit memory_budget, laid out so the network
+      processes few pixels beyond the image; overlap="auto": the smallest overlap measured to keep tiled vs
+      whole-image PSNR >= 50 dB on trained U-Nets (docs/tiling.md).
+    memory_budget: bytes for one model call's activations plus the output band, sizing tile="auto"; None: a
+      quarter of total RAM capped at 1 GiB on the CPU, half the GPU's total memory on CUDA. Too small for one tile
+      of the network's alignment: ValueError. denoise_plan() returns the plan these arguments give.
+    batch_size: at most this many tiles per model call (tile="auto": fewer when the budget says so).
     blend: "cosine" (raised-cosine ramps over the overlap), "gaussian", or "stitch" (keep each tile's centre,
       dropping overlap / 2: exact for models whose receptive field fits that margin).
     precision: "float32", or "bf16" (bfloat16 autocast and channels_last).
@@ -127,19 +159,16 @@ def denoise(model, image, *, tile=256, overlap=64, batch_size=8, blend="cosine",
     backend: force "extension" or "reference" for the tiling ops.
     Returns `out` (or a new array/tensor of the same kind, layout and dtype as `image`). The input is never
     modified."""
+    n_images, channels, height, width = _image_shape(image, batch_size)
     view, _ = _as_nchw(image, "image")
-    n_images, channels, height, width = view.shape
-    if min(height, width, channels, n_images) < 1:
-        raise ValueError(f"image: empty image of shape {tuple(image.shape)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if precision == "bfloat16":  # train() spells it out; accept both
         precision = "bf16"
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)} (or 'bfloat16'), got {precision!r}")
     model_device, model_dtype = _check_model(model)
-    alignment = getattr(model, "alignment", 32)
-    plan = make_plan(height, width, tile, overlap, alignment, blend)
+    chosen = denoise_plan(model, image, tile=tile, overlap=overlap, memory_budget=memory_budget,
+                          batch_size=batch_size, blend=blend, device=device)
+    plan, batch_size = chosen.plan, chosen.batch_size
     in_channels = getattr(model, "in_channels", channels)
     if in_channels != channels:
         raise ValueError(f"image: has {channels} channels, the model takes {in_channels}")

@@ -195,17 +195,18 @@ def astronaut_noisy():
 
 
 def test_blend_matches_whole_image_inference(trained_unet, astronaut_noisy):
-    tiled = denoise(trained_unet, astronaut_noisy)  # defaults: tile 256, overlap 64, cosine, float32
+    tiled = denoise(trained_unet, astronaut_noisy, tile=256, overlap=64)  # issue 6's defaults: 3 x 3 tiles
     with torch.no_grad():
         whole = trained_unet(torch.from_numpy(astronaut_noisy).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
     assert _psnr(tiled, whole) >= TILED_VS_WHOLE_MIN_PSNR
-    assert np.array_equal(tiled, denoise(trained_unet, astronaut_noisy))  # repeated runs: bit-identical
+    assert np.array_equal(tiled, denoise(trained_unet, astronaut_noisy, tile=256, overlap=64))  # bit-identical
 
 
 def test_bf16_mode_runs_close_to_float32(trained_unet, astronaut_noisy):
     crop = np.ascontiguousarray(astronaut_noisy[:256, :300])
-    fast = denoise(trained_unet, crop, precision="bf16")
-    assert fast.dtype == np.float32 and _psnr(fast, denoise(trained_unet, crop)) > BF16_VS_FLOAT32_MIN_PSNR
+    fast = denoise(trained_unet, crop, tile=256, overlap=64, precision="bf16")
+    exact = denoise(trained_unet, crop, tile=256, overlap=64)
+    assert fast.dtype == np.float32 and _psnr(fast, exact) > BF16_VS_FLOAT32_MIN_PSNR
 
 
 def test_progress_bar(capsys):
@@ -214,7 +215,8 @@ def test_progress_bar(capsys):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(tile=100), "multiple"), (dict(overlap=128), "tile / 2"), (dict(overlap=-1), ">= 0"),
+    (dict(tile=100), "multiple"), (dict(tile=256, overlap=128), "tile / 2"), (dict(overlap=-1), ">= 0"),
+    (dict(tile="big"), "auto"), (dict(memory_budget=0), "memory_budget"), (dict(memory_budget=1000), "too small"),
     (dict(blend="linear"), "blend"), (dict(precision="fp8"), "precision"), (dict(batch_size=0), "batch_size"),
 ])
 def test_bad_arguments(kwargs, match):
@@ -263,9 +265,10 @@ image = np.memmap(r"{tmp_path}/in", dtype=np.uint16, mode="w+", shape=(side, sid
 image[:] = 1000
 image.flush()
 out = np.memmap(r"{tmp_path}/out", dtype=np.uint16, mode="w+", shape=(side, side))
-denoise(Half(), np.zeros((300, 300), np.uint16))  # warm up allocators and kernels
+denoise(Half(), np.zeros((300, 300), np.uint16), tile=256, overlap=64)  # warm up allocators and kernels
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-denoise(Half(), np.memmap(r"{tmp_path}/in", dtype=np.uint16, mode="r", shape=(side, side)), out=out)
+denoise(Half(), np.memmap(r"{tmp_path}/in", dtype=np.uint16, mode="r", shape=(side, side)), out=out, tile=256,
+        overlap=64)
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
 assert int(out[5, 5]) == 500 and int(out[-1, -1]) == 500
 print(grown * 1024)

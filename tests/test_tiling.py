@@ -134,6 +134,27 @@ def test_blend_band_writes_only_its_rows(ext, gen):
     assert_close(band, full[:, :, 17:37], torch.float32)
 
 
+def test_blend_same_bits_at_any_thread_count(ext, gen):
+    """The CPU blend splits the band by output rows: the per-pixel sum order, hence every bit, is fixed."""
+    plan = make_plan(97, 130, 32, 8, 8, "cosine")
+    index = _all_tiles(plan, 2)
+    rows, cols = torch.tensor(plan.row_origins), torch.tensor(plan.col_origins)
+    tiles = torch.randn((index.shape[0], 3, plan.tile_h, plan.tile_w), generator=gen)
+    start = torch.randn(2, 3, 97, 130, generator=gen)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            out = start.clone()
+            ext.tile_blend(out, tiles, index, rows, cols, 97, 130, 0, plan.overlap, plan.mode)
+            results.append(out)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], other) for other in results[1:])
+    assert not torch.equal(results[0], start)
+
+
 @pytest.mark.parametrize("blend", list(MODES))
 def test_weights_partition_unity(blend):
     """Blending constant tiles reproduces the constant: the normalised weights sum to one at every pixel."""

@@ -1,8 +1,14 @@
-// CPU kernels of tile_gather / tile_blend: loops over tile elements calling the shared per-element functions of
-// tiling.h. Parallel over (tile, channel, tile row); no two work items write the same output element.
+// CPU kernels of tile_gather / tile_blend: loops calling the shared functions of tiling.h (gather_offset,
+// axis_weight, blend_row). gather: parallel over (tile, channel, tile row); blend: over output rows (image,
+// channel, band row). No two work items write the same output element.
+// Threads: at::parallel_for runs on torch's intra-op pool (OpenMP in torch's builds, this file is compiled with
+// -fopenmp against the same libgomp), so torch.set_num_threads(n) sets the threads of the network and of these
+// kernels alike; denoise calls them between model calls, never inside one, so the two never compete for cores.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+
+#include <algorithm>
 
 #include "tiling.h"
 #include "tiling_checks.h"
@@ -37,12 +43,20 @@ void axis_weights(const int64_t* index, int64_t column, const int64_t* origins, 
   });
 }
 
+// One work item per output row (image, channel, band row): each output element is written by one item, so the
+// result never depends on scheduling. Rows no tile touches cost a scan of the K corners.
 template <typename TileT>
-void blend_loop(const BlendArgs& a, const TileT* tiles, float* out) {
-  at::parallel_for(0, a.K * a.C * a.th, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t ty = row % a.th, c = (row / a.th) % a.C, k = row / (a.th * a.C);
-      for (int64_t tx = 0; tx < a.tw; ++tx) blend_element(a, tiles, out, k, c, ty, tx);
+void blend_loop(const BlendArgs& a, const TileT* tiles, float* out, int64_t n_out) {
+  const int64_t first = a.row0 > 0 ? a.row0 : 0;
+  const int64_t last = a.row0 + a.band_rows < a.height ? a.row0 + a.band_rows : a.height;
+  if (last <= first) return;
+  const int64_t rows = last - first;
+  // at least ~32k output elements per chunk: smaller chunks cost more in thread wake-ups than they save
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, a.width));
+  at::parallel_for(0, n_out * a.C * rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t y = first + item % rows, c = (item / rows) % a.C, n = item / (rows * a.C);
+      blend_row(a, tiles, out, n, c, y);
     }
   });
 }
@@ -83,7 +97,7 @@ void tile_blend_cpu(at::Tensor& out, const at::Tensor& tiles, const at::Tensor& 
                wx.data_ptr<float>(), K);
   const BlendArgs a = blend_args(t, tc, wy, wx, out, height, width, row0);
   dispatch_tile_dtype("tile_blend: tiles", tc.scalar_type(), [&](auto tag) {
-    blend_loop(a, tc.data_ptr<decltype(tag)>(), out.data_ptr<float>());
+    blend_loop(a, tc.data_ptr<decltype(tag)>(), out.data_ptr<float>(), out.size(0));
   });
 }
 
