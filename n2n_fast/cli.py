@@ -173,14 +173,32 @@ def _small_image_groups(jobs, fits_one_tile, limit):
         yield group
 
 
-def _read_jobs(pairs):
-    from .io import read_image
+def _read_jobs(pairs, axes, stacks):
+    """(source, target, pixels, dtype) of each single image; Z/T stacks go to `stacks` as (source, target, stack,
+    dtype, axes), denoised slice by slice and written back as stacks."""
+    from .io import read_stack
 
     for source, target in pairs:
         if source.resolve() == target.resolve():
             raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
-        pixels, dtype = read_image(str(source))
-        yield source, target, pixels, dtype
+        stack, dtype, layout = read_stack(str(source), axes)
+        if stack.shape[0] > 1:
+            stacks.append((source, target, stack, dtype, layout))
+            continue
+        yield source, target, stack[0] if "C" in layout else stack[0, ..., 0], dtype
+
+
+def _denoise_stacks(stacks, model, options, args):
+    import numpy as np
+
+    from .io import write_stack
+    from .tiling import denoise
+
+    for source, target, stack, dtype, layout in stacks:
+        print(f"{source}: a {layout} stack of {stack.shape[0]} slices")
+        slices = [denoise(model, plane, precision=args.precision, progress=False, **options) for plane in stack]
+        write_stack(str(target), np.stack(slices), dtype if dtype in (np.uint8, np.uint16) else np.float32, layout)
+        print(f"{source} -> {target}")
 
 
 def _cmd_denoise(args):
@@ -197,12 +215,11 @@ def _cmd_denoise(args):
 
     if is_zarr(args.input) or is_zarr(args.output):
         return _denoise_zarr(args, model, device)
-    if args.axes is not None:
-        raise ValueError("--axes: only for Zarr input (image files bring their own layout)")
     options = dict(tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
                    batch_size=args.batch_size, blend=args.blend, device=device)
     fits_one_tile = lambda pixels: denoise_plan(model, pixels, **options).plan.count == 1  # noqa: E731
-    jobs = _read_jobs(_denoise_jobs(args.input, args.output))
+    stacks = []
+    jobs = _read_jobs(_denoise_jobs(args.input, args.output), args.axes, stacks)
     for group in _small_image_groups(jobs, fits_one_tile, args.batch_size):
         # a group is one (N, C, H, W) tensor: the tiles of all its images share model calls
         stack = np.stack([pixels.reshape(pixels.shape[:2] + (-1,)) for _, _, pixels, _ in group])
@@ -216,6 +233,7 @@ def _cmd_denoise(args):
             write_image(str(target), denoised.reshape(pixels.shape),
                         dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
             print(f"{source} -> {target}")
+    _denoise_stacks(stacks, model, options, args)
     return 0
 
 
@@ -332,7 +350,10 @@ def build_parser():
     p.add_argument("--precision", default="float32", choices=("float32", "bf16", "bfloat16"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--axes", help="Zarr input without axis names: e.g. yx, cyx, yxc, zyx, tczyx")
+    p.add_argument("--axes", help="layout of the input: Zarr without axis names (e.g. yx, cyx, zyx, tczyx), or an "
+                                  "image file that could be a stack or channels (ZYX, TYX: denoised slice by slice "
+                                  "and written back as a stack; CYX, YXC: channels)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--overwrite", action="store_true", help="Zarr output: replace it when it exists")
     p.set_defaults(run=_cmd_denoise)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .axes import check_axes, to_stack
+from .axes import check_axes, infer_axes, to_stack
 from .conventions import uint_peak
 from .io import SUPPORTED as IMAGE_SUFFIXES  # a folder's images: what io reads
 from .philox import host_words, philox_words
@@ -67,9 +67,12 @@ def _read(path, where, axes):
 
 
 def _array_images(array, where, axes):
-    if axes is None:  # (H, W), (H, W, C) or an (N, H, W, C) stack, as before axes existed
-        return [_as_image(image, f"{where}[{i}]") for i, image in enumerate(array)] if array.ndim == 4 else \
-            [_as_image(array, where)]
+    if axes is None and array.ndim == 4:  # an (N, H, W, C) stack, as before axes existed
+        return [_as_image(image, f"{where}[{i}]") for i, image in enumerate(array)]
+    if axes is None:  # (H, W) or (H, W, C) with C <= 4; a (4, 256, 256) array must say what it is
+        if array.ndim == 3:
+            infer_axes(array.shape, name=where)
+        return [_as_image(array, where)]
     stack = to_stack(array, check_axes(axes, array.shape))
     return [_as_image(image, f"{where}[{i}]" if len(stack) > 1 else where) for i, image in enumerate(stack)]
 

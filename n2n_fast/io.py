@@ -161,3 +161,22 @@ def write_image(path, pixels, dtype=np.uint8):
                 raise ValueError(f"pixels: {ext} cannot store {data.dtype} images of shape {data.shape}; use .tif")
             image.save(tmp)
     return path
+
+
+def write_stack(path, stack, dtype, axes):
+    """Write an (N, H, W, C) float stack in [0, 1] to `path` (.tif/.tiff with its axes in the metadata, or .npy)
+    laid out as `axes`, in `dtype`; atomically."""
+    from .axes import from_stack
+
+    ext = _extension(path, "path")
+    if ext not in _TIFF + (".npy",):
+        raise ValueError(f"path: {path}: a stack ({axes}) is written to .tif/.tiff or .npy, not {ext}")
+    data = from_stack(from_unit(stack, dtype), axes)
+    with atomic_path(path) as tmp:
+        if ext == ".npy":
+            np.save(tmp, data)
+        else:
+            import tifffile
+
+            tifffile.imwrite(tmp, data, photometric="minisblack", metadata={"axes": axes})
+    return path

@@ -135,8 +135,20 @@ def denoise_plan(model, image, *, tile="auto", overlap="auto", memory_budget=Non
                        bytes_per_pixel=activation_bytes_per_pixel(model, channels), device=device)
 
 
+def denoise_stack(model, image, axes, **options):
+    """denoise() of a numpy array laid out as `axes` ("ZYX", "TYXC", "CYX", ...; n2n_fast/axes.py): Z/T stacks
+    slice by slice, the result in the same layout and dtype."""
+    from .axes import check_axes, from_stack, to_stack
+
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image: axes= takes a numpy array, got {type(image).__name__}")
+    axes = check_axes(axes, image.shape)
+    slices = [denoise(model, np.ascontiguousarray(plane), **options) for plane in to_stack(image, axes)]
+    return np.ascontiguousarray(from_stack(np.stack(slices), axes))
+
+
 def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8, blend="cosine",
-            precision="float32", device=None, out=None, progress=None, backend=None):
+            precision="float32", device=None, out=None, progress=None, backend=None, axes=None):
     """Denoise `image` of any size with `model` in overlapping tiles.
 
     image: numpy (H, W) or (H, W, C) (uint8, uint16, float16/32/64; memmaps welcome) or a tensor (C, H, W) or
@@ -157,8 +169,13 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     device: where the model runs (default: the model's device). out: array/tensor/memmap of the image's shape to
       write into (its dtype decides the result's). progress: None (a bar for large images on a terminal) or bool.
     backend: force "extension" or "reference" for the tiling ops.
+    axes: the layout of a numpy `image` ("ZYX", "TYXC", ...: Z/T stacks are denoised slice by slice).
     Returns `out` (or a new array/tensor of the same kind, layout and dtype as `image`). The input is never
     modified."""
+    if axes is not None:
+        return denoise_stack(model, image, axes, tile=tile, overlap=overlap, memory_budget=memory_budget,
+                             batch_size=batch_size, blend=blend, precision=precision, device=device,
+                             progress=progress, backend=backend)
     n_images, channels, height, width = _image_shape(image, batch_size)
     view, _ = _as_nchw(image, "image")
     if precision == "bfloat16":  # train() spells it out; accept both
