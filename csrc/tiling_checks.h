@@ -97,4 +97,28 @@ void dispatch_tile_dtype(const char* what, at::ScalarType dtype, Fn&& fn) {
   }
 }
 
+// The host body of tile_blend, shared by the CPU and CUDA entry points: checks, contiguous index copies, the two
+// axis weight tables, then the blend for the tiles' dtype. The device differs only in how the weights are filled
+// and the blend runs: fill_weights(index, axis, origins, count, length, overlap, mode, weights, K) and
+// blend(args, tiles_ptr, out_ptr, images).
+template <typename FillWeights, typename Blend>
+void tile_blend_host(at::Tensor& out, const at::Tensor& tiles, const at::Tensor& index, const at::Tensor& row_origins,
+                     const at::Tensor& col_origins, int64_t height, int64_t width, int64_t row0, int64_t overlap,
+                     int64_t mode, FillWeights&& fill_weights, Blend&& blend) {
+  check_blend(out, tiles, index, row_origins, col_origins, height, width, row0, overlap, mode);
+  const TileIndex t = contiguous_index(index, row_origins, col_origins);
+  const at::Tensor tc = tiles.contiguous();
+  if (tc.numel() == 0 || out.numel() == 0) return;
+  const int64_t K = tc.size(0), th = tc.size(2), tw = tc.size(3);
+  at::Tensor wy = at::empty({K, th}, out.options()), wx = at::empty({K, tw}, out.options());
+  fill_weights(t.index.data_ptr<int64_t>(), 1, t.rows.data_ptr<int64_t>(), t.rows.size(0), th, overlap, mode,
+               wy.data_ptr<float>(), K);
+  fill_weights(t.index.data_ptr<int64_t>(), 2, t.cols.data_ptr<int64_t>(), t.cols.size(0), tw, overlap, mode,
+               wx.data_ptr<float>(), K);
+  const BlendArgs a = blend_args(t, tc, wy, wx, out, height, width, row0);
+  dispatch_tile_dtype("tile_blend: tiles", tc.scalar_type(), [&](auto tag) {
+    blend(a, tc.data_ptr<decltype(tag)>(), out.data_ptr<float>(), out.size(0));
+  });
+}
+
 }  // namespace n2n_fast

@@ -3,9 +3,11 @@
 Each subcommand is one small function that parses nothing itself: argparse hands it the namespace.
 """
 import argparse
+import os
 import sys
 
 from .conventions import BLEND_MODES, LOSS_KINDS, PRECISIONS, TRAIN_TARGETS, __version__
+from .extras import MissingExtra
 
 
 def _cmd_info(args):
@@ -122,22 +124,17 @@ def _denoise_jobs(source, target):
 
 def _denoise_zarr(args, model, device):
     """Zarr/OME-Zarr in, Zarr/OME-Zarr out, streamed by bands (n2n_fast/zarr_io.py)."""
-    from .extras import MissingExtra
     from .zarr_io import is_zarr
 
     if not (is_zarr(args.input) and is_zarr(args.output)):
         raise ValueError(f"input, output: Zarr goes to Zarr; got {args.input} -> {args.output} (name the output "
                          f"*.zarr, or convert the image first)")
-    try:
-        from .zarr_io import denoise_zarr
+    from .zarr_io import denoise_zarr
 
-        target = denoise_zarr(model, args.input, args.output, axes=args.axes, overwrite=args.overwrite,
-                              tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
-                              batch_size=args.batch_size, blend=args.blend,
-                              precision=args.precision, device=device, progress=None if not args.quiet else False)
-    except MissingExtra as exc:
-        print(f"n2n-fast denoise: error: {exc}", file=sys.stderr)
-        return 2
+    target = denoise_zarr(model, args.input, args.output, axes=args.axes, overwrite=args.overwrite, tile=args.tile,
+                          overlap=args.overlap, memory_budget=args.memory_budget, batch_size=args.batch_size,
+                          blend=args.blend, precision=args.precision, device=device,
+                          progress=None if not args.quiet else False)
     print(f"{args.input} -> {target}")
     return 0
 
@@ -239,52 +236,16 @@ def _cmd_denoise(args):
 
 def _cmd_export(args):
     from .export import export
-    from .extras import MissingExtra
 
     package = {key: value for key, value in (("name", args.name), ("authors", args.author),
                                              ("license", args.license), ("input_dtype", args.input_dtype))
                if value is not None}
-    try:
-        path = export(args.checkpoint, args.output, format=args.format, overwrite=args.overwrite, **package)
-    except MissingExtra as exc:
-        print(f"n2n-fast export: error: {exc}", file=sys.stderr)
-        return 2
+    path = export(args.checkpoint, args.output, format=args.format, overwrite=args.overwrite, **package)
     print(f"{args.checkpoint} -> {path}")
     return 0
 
 
-def _add_export_parser(sub):
-    p = sub.add_parser("export", help="a checkpoint as ONNX (.onnx) or a bioimage.io package (.zip) for Fiji/"
-                                      "deepImageJ, ilastik, napari, onnxruntime; needs pip install 'n2n_fast[export]'")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
-    p.add_argument("output", help="file to write: .onnx or .zip (bioimage.io)")
-    p.add_argument("--format", choices=("onnx", "bioimageio"), help="default: from the output's suffix")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it exists")
-    p.add_argument("--name", help="bioimage.io: model name")
-    p.add_argument("--author", action="append", help="bioimage.io: an author's name (repeat for several)")
-    p.add_argument("--license", help="bioimage.io: SPDX license id of the weights (default CC-BY-4.0)")
-    p.add_argument("--input-dtype", choices=("uint8", "uint16", "float32"),
-                   help="bioimage.io: the data's dtype, scaled to [0, 1] by declared preprocessing (default: the "
-                        "training data's)")
-    p.set_defaults(run=_cmd_export)
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="n2n-fast", description="Fast Noise2Noise training and inference.")
-    parser.add_argument("--version", action="version", version=f"n2n_fast {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("info", help="versions, GPU, extension build, and which implementation serves each op")
-    p.set_defaults(run=_cmd_info)
-
-    # prefix_chars="+": nothing after `bench` is parsed here, so every option (and -h) reaches the script itself.
-    p = sub.add_parser("bench", prefix_chars="+", add_help=False,
-                       help="`bench [report options]`: run the benchmark suites at full size and render the table "
-                            "and chart (benchmarks/report.py); `bench quality [options]`: the paper's claims at "
-                            "small scale (benchmarks/quality.py); -h after either shows its options")
-    p.add_argument("args", nargs="*", help="[report|quality] then that script's options")
-    p.set_defaults(run=_cmd_bench)
-
+def _add_train_parser(sub):
     p = sub.add_parser("train", help="train a U-Net denoiser (N2N, N2C, real pairs, Neighbor2Neighbor)")
     p.add_argument("--data", nargs="+", metavar="PATH", help="folder, image file(s): clean (or noisy for neighbor)")
     p.add_argument("--pairs", nargs="+", metavar="FOLDER", help="two or more folders of aligned noisy realisations")
@@ -319,21 +280,8 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("demo", help="train N2N on scikit-image's photographs, write noisy | N2N | clean and PSNRs")
-    p.add_argument("--out", default="n2n_demo", help="output folder (default: n2n_demo)")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--sigma", type=float, default=25.0, help="Gaussian noise sigma in 8-bit units (default 25)")
-    p.add_argument("--n2c", action="store_true", help="also train the N2C baseline (clean targets) and compare")
-    p.add_argument("--features", type=int, default=32, help="U-Net width (48 in the paper; 32 keeps it quick)")
-    p.add_argument("--crop", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default="auto", choices=PRECISIONS + ("bf16",))
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_cmd_demo)
 
+def _add_denoise_parser(sub):
     p = sub.add_parser("denoise", help="denoise images of any size with a trained checkpoint (tiled, seam-free)")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
     p.add_argument("input", help="image file (PNG, JPEG, TIFF, .npy), a folder of them, or Zarr/OME-Zarr (.zarr)")
@@ -357,6 +305,57 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="Zarr output: replace it when it exists")
     p.set_defaults(run=_cmd_denoise)
 
+
+def _add_export_parser(sub):
+    p = sub.add_parser("export", help="a checkpoint as ONNX (.onnx) or a bioimage.io package (.zip) for Fiji/"
+                                      "deepImageJ, ilastik, napari, onnxruntime; needs pip install 'n2n_fast[export]'")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `n2n-fast train` (.pt)")
+    p.add_argument("output", help="file to write: .onnx or .zip (bioimage.io)")
+    p.add_argument("--format", choices=("onnx", "bioimageio"), help="default: from the output's suffix")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT when it exists")
+    p.add_argument("--name", help="bioimage.io: model name")
+    p.add_argument("--author", action="append", help="bioimage.io: an author's name (repeat for several)")
+    p.add_argument("--license", help="bioimage.io: SPDX license id of the weights (default CC-BY-4.0)")
+    p.add_argument("--input-dtype", choices=("uint8", "uint16", "float32"),
+                   help="bioimage.io: the data's dtype, scaled to [0, 1] by declared preprocessing (default: the "
+                        "training data's)")
+    p.set_defaults(run=_cmd_export)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="n2n-fast", description="Fast Noise2Noise training and inference.")
+    parser.add_argument("--version", action="version", version=f"n2n_fast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="versions, GPU, extension build, and which implementation serves each op")
+    p.set_defaults(run=_cmd_info)
+
+    # prefix_chars="+": nothing after `bench` is parsed here, so every option (and -h) reaches the script itself.
+    p = sub.add_parser("bench", prefix_chars="+", add_help=False,
+                       help="`bench [report options]`: run the benchmark suites at full size and render the table "
+                            "and chart (benchmarks/report.py); `bench quality [options]`: the paper's claims at "
+                            "small scale (benchmarks/quality.py); -h after either shows its options")
+    p.add_argument("args", nargs="*", help="[report|quality] then that script's options")
+    p.set_defaults(run=_cmd_bench)
+
+    _add_train_parser(sub)
+
+    p = sub.add_parser("demo", help="train N2N on scikit-image's photographs, write noisy | N2N | clean and PSNRs")
+    p.add_argument("--out", default="n2n_demo", help="output folder (default: n2n_demo)")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--sigma", type=float, default=25.0, help="Gaussian noise sigma in 8-bit units (default 25)")
+    p.add_argument("--n2c", action="store_true", help="also train the N2C baseline (clean targets) and compare")
+    p.add_argument("--features", type=int, default=32, help="U-Net width (48 in the paper; 32 keeps it quick)")
+    p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS + ("bf16",))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_demo)
+
+    _add_denoise_parser(sub)
     _add_export_parser(sub)
 
     return parser
@@ -373,9 +372,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, MissingExtra) as exc:
         print(f"n2n-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`n2n-fast info | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except KeyboardInterrupt as exc:  # train() wrote a checkpoint at the step it stopped (TrainingInterrupted)
         checkpoint = getattr(exc, "checkpoint", None)
         if checkpoint:

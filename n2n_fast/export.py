@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
 from .atomic_file import atomic_path
 from .extras import require
 from .onnx_model import ONNX_MODULES, write_onnx
@@ -22,14 +21,9 @@ def resolve(model_or_checkpoint, name="model_or_checkpoint"):
     """(a float32 CPU copy of the U-Net in eval mode, the checkpoint dict or None) from a UNet or a checkpoint
     path."""
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        state = ckpt.read(model_or_checkpoint, name)
-        try:
-            net = UNet(**state["model_args"])
-            net.load_state_dict(state["model"])
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"{name}: {str(model_or_checkpoint)!r} holds a model that is not an n2n_fast UNet: "
-                             f"{exc}") from exc
-        return net.eval(), state
+        from .train import load_checkpoint
+
+        return load_checkpoint(model_or_checkpoint, name)
     if isinstance(model_or_checkpoint, UNet):
         return copy.deepcopy(model_or_checkpoint).to("cpu", torch.float32).eval(), None
     raise TypeError(f"{name}: expected an n2n_fast.UNet or the path of an n2n_fast checkpoint, got "

@@ -83,6 +83,12 @@ def _level(name, value, *, lower, upper=math.inf, open_lower=False):
 
 
 class _Model:
+    """A noise model: frozen parameters, each validated by its BOUNDS entry (keyword arguments of _level)."""
+    BOUNDS = {}
+
+    def _check(self, name):
+        return _level(name, getattr(self, name), **self.BOUNDS[name])
+
     def __post_init__(self):
         self.parameter_ranges()
 
@@ -104,9 +110,7 @@ class Gaussian(_Model):
     """Additive white Gaussian noise, y = x + sigma * z. Zero-mean. Paper: train (0, 50/255), test 25/255."""
     sigma: object
     code = GAUSSIAN
-
-    def _check(self, name):
-        return _level("sigma", self.sigma, lower=0.0)
+    BOUNDS = {"sigma": dict(lower=0.0)}
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,7 @@ class Poisson(_Model):
     """Shot noise, y = Poisson(peak * x) / peak (exact sampling). Zero-mean. Paper: train (0.001, 50), test 30."""
     peak: object
     code = POISSON
-
-    def _check(self, name):
-        return _level("peak", self.peak, lower=0.0, open_lower=True)
+    BOUNDS = {"peak": dict(lower=0.0, open_lower=True)}
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,7 @@ class PoissonGaussian(_Model):
     peak: object
     sigma: object
     code = POISSON_GAUSSIAN
-
-    def _check(self, name):
-        if name == "peak":
-            return _level("peak", self.peak, lower=0.0, open_lower=True)
-        return _level("sigma", self.sigma, lower=0.0)
+    BOUNDS = {"peak": dict(lower=0.0, open_lower=True), "sigma": dict(lower=0.0)}
 
 
 @dataclass(frozen=True)
@@ -137,9 +135,7 @@ class Bernoulli(_Model):
     """Drops whole pixels (all channels) with probability p: y = x * keep. The target's keep mask is returned."""
     p: object
     code = BERNOULLI
-
-    def _check(self, name):
-        return _level("p", self.p, lower=0.0, upper=1.0)
+    BOUNDS = {"p": dict(lower=0.0, upper=1.0)}
 
 
 @dataclass(frozen=True)
@@ -147,9 +143,7 @@ class Impulse(_Model):
     """Random-valued impulse: with probability p a whole pixel becomes a uniform random colour (each channel)."""
     p: object
     code = IMPULSE
-
-    def _check(self, name):
-        return _level("p", self.p, lower=0.0, upper=1.0)
+    BOUNDS = {"p": dict(lower=0.0, upper=1.0)}
 
 
 MODELS = (Gaussian, Poisson, PoissonGaussian, Bernoulli, Impulse)

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from . import _backend
+from .conventions import precision_name
 from .tiling_auto import activation_bytes_per_pixel, choose_plan
 from .tiling_plan import source_rows, tile_row_rows
 from .tiling_stream import BandReader, RowWriter
 
-PRECISIONS = ("float32", "bf16")
+PRECISIONS = ("float32", "bfloat16")  # "bf16" is accepted too (conventions.precision_name)
 PROGRESS_MIN_TILES = 64  # progress=None shows a bar from this many tiles on, when stderr is a terminal
 _NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
 _TENSOR_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -165,7 +166,7 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     batch_size: at most this many tiles per model call (tile="auto": fewer when the budget says so).
     blend: "cosine" (raised-cosine ramps over the overlap), "gaussian", or "stitch" (keep each tile's centre,
       dropping overlap / 2: exact for models whose receptive field fits that margin).
-    precision: "float32", or "bf16" (bfloat16 autocast and channels_last).
+    precision: "float32", or "bfloat16" ("bf16": bfloat16 autocast and channels_last).
     device: where the model runs (default: the model's device). out: array/tensor/memmap of the image's shape to
       write into (its dtype decides the result's). progress: None (a bar for large images on a terminal) or bool.
     backend: force "extension" or "reference" for the tiling ops.
@@ -178,10 +179,7 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
                              progress=progress, backend=backend)
     n_images, channels, height, width = _image_shape(image, batch_size)
     view, _ = _as_nchw(image, "image")
-    if precision == "bfloat16":  # train() spells it out; accept both
-        precision = "bf16"
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)} (or 'bfloat16'), got {precision!r}")
+    bf16 = precision_name(precision, accepted=PRECISIONS) == "bfloat16"
     model_device, model_dtype = _check_model(model)
     chosen = denoise_plan(model, image, tile=tile, overlap=overlap, memory_budget=memory_budget,
                           batch_size=batch_size, blend=blend, device=device)
@@ -194,24 +192,17 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     dest_view, _ = _as_nchw(destination, "out")
 
     run_model = model
-    if _canonical(model_device) != device or precision == "bf16":
+    if _canonical(model_device) != device or bf16:
         run_model = copy.deepcopy(model).to(device)
-        if precision == "bf16":
+        if bf16:
             run_model = run_model.to(memory_format=torch.channels_last)
-    _, gather = _backend.choose("tile_gather", device, backend)
-    _, blend_op = _backend.choose("tile_blend", device, backend)
+    ops = (_backend.choose("tile_gather", device, backend)[1], _backend.choose("tile_blend", device, backend)[1])
     row_origins = torch.tensor(plan.row_origins, dtype=torch.int64, device=device)
     col_origins = torch.tensor(plan.col_origins, dtype=torch.int64, device=device)
     # every tile's (image, row tile, column tile) in processing order, uploaded once: a per-batch upload from
     # pageable memory would wait for the device to drain and stall the pipeline
-    per_row = n_images * len(plan.col_origins)
     all_tiles = torch.tensor([(n, r, c) for r in range(len(plan.row_origins)) for n in range(n_images)
                               for c in range(len(plan.col_origins))], dtype=torch.int64).to(device)
-
-    reader = BandReader(view, device)
-    writer = RowWriter(dest_view, device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
     was_training = run_model.training
     run_model.eval()
     bar = None
@@ -220,43 +211,55 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
 
         bar = tqdm(total=plan.count * n_images, unit="tile", desc="denoise")
     try:
-        with torch.inference_mode(), autocast:
-            band, band_top = None, 0
-            n_rows = len(plan.row_origins)
-            reader.prefetch(source_rows(plan, 0))
-            for r in range(n_rows):
-                first, last = tile_row_rows(plan, r)
-                band = _move_band(band, band_top, first, last, n_images, channels, width, device)
-                band_top = first
-                source, source_top = reader.take(source_rows(plan, r))
-                for start in range(0, per_row, batch_size):
-                    index = all_tiles[r * per_row + start:r * per_row + min(start + batch_size, per_row)]
-                    tiles = gather(source, index, row_origins, col_origins, plan.tile_h, plan.tile_w, height,
-                                   source_top, model_dtype)
-                    if precision == "bf16":
-                        tiles = tiles.contiguous(memory_format=torch.channels_last)
-                    result = run_model(tiles)
-                    if not isinstance(result, torch.Tensor) or result.shape != tiles.shape:
-                        raise ValueError(f"model: output shape {tuple(getattr(result, 'shape', ()))} differs from "
-                                         f"its input {tuple(tiles.shape)}; denoise needs an image-to-image model")
-                    blend_op(band, result, index, row_origins, col_origins, height, width, band_top, plan.overlap,
-                             plan.mode)
-                    if bar is not None:
-                        bar.update(index.shape[0])
-                if r + 1 < n_rows:  # queued work runs on the device while the next band is staged
-                    reader.prefetch(source_rows(plan, r + 1))
-                done = plan.row_origins[r + 1] if r + 1 < n_rows else height
-                done = min(max(done, first), last)
-                writer.write(band[:, :, :done - first], first)
-                band = band[:, :, done - first:]
-                band_top = done
-            writer.finish()
+        with torch.inference_mode(), (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
+                                      else contextlib.nullcontext()):
+            _tile_rows(run_model, plan, tuple(view.shape), BandReader(view, device), RowWriter(dest_view, device), ops,
+                       (row_origins, col_origins, all_tiles), batch_size, bf16, model_dtype, bar)
     finally:
         if was_training:
             run_model.train()
         if bar is not None:
             bar.close()
     return destination
+
+
+def _tile_rows(run_model, plan, shape, reader, writer, ops, geometry, batch_size, bf16, model_dtype, bar):
+    """The tiled pass, one row of tiles at a time: gather tiles from the source band, run the model, blend into
+    the output band, hand finished rows to the writer while the next band is staged."""
+    gather, blend_op = ops
+    row_origins, col_origins, all_tiles = geometry
+    n_images, channels, height, width = shape
+    per_row = n_images * len(plan.col_origins)
+    band, band_top = None, 0
+    n_rows = len(plan.row_origins)
+    reader.prefetch(source_rows(plan, 0))
+    for r in range(n_rows):
+        first, last = tile_row_rows(plan, r)
+        band = _move_band(band, band_top, first, last, n_images, channels, width, all_tiles.device)
+        band_top = first
+        source, source_top = reader.take(source_rows(plan, r))
+        for start in range(0, per_row, batch_size):
+            index = all_tiles[r * per_row + start:r * per_row + min(start + batch_size, per_row)]
+            tiles = gather(source, index, row_origins, col_origins, plan.tile_h, plan.tile_w, height, source_top,
+                           model_dtype)
+            if bf16:
+                tiles = tiles.contiguous(memory_format=torch.channels_last)
+            result = run_model(tiles)
+            if not isinstance(result, torch.Tensor) or result.shape != tiles.shape:
+                raise ValueError(f"model: output shape {tuple(getattr(result, 'shape', ()))} differs from its "
+                                 f"input {tuple(tiles.shape)}; denoise needs an image-to-image model")
+            blend_op(band, result, index, row_origins, col_origins, height, width, band_top, plan.overlap,
+                     plan.mode)
+            if bar is not None:
+                bar.update(index.shape[0])
+        if r + 1 < n_rows:  # queued work runs on the device while the next band is staged
+            reader.prefetch(source_rows(plan, r + 1))
+        done = plan.row_origins[r + 1] if r + 1 < n_rows else height
+        done = min(max(done, first), last)
+        writer.write(band[:, :, :done - first], first)
+        band = band[:, :, done - first:]
+        band_top = done
+    writer.finish()
 
 
 def _move_band(band, band_top, first, last, n_images, channels, width, device):

@@ -535,18 +535,24 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
 
 def load(path):
     """The U-Net stored in checkpoint `path` (nn.Module, eval mode, on the CPU)."""
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path, name="path"):
+    """(the U-Net in eval mode on the CPU, the checkpoint dict) from `path`, or a ValueError / TypeError naming
+    `name`: not a checkpoint, weights that do not fit its model arguments, non-finite weights."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected the path of a checkpoint file, got {type(path).__name__} {path!r}")
-    state = ckpt.read(path, "path")
+        raise TypeError(f"{name}: expected the path of a checkpoint file, got {type(path).__name__} {path!r}")
+    state = ckpt.read(path, name)
     try:
         net = UNet(**state["model_args"])
         net.load_state_dict(state["model"])
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"path: the weights in {str(path)!r} do not fit its model arguments "
+        raise ValueError(f"{name}: the weights in {str(path)!r} do not fit its model arguments "
                          f"{state['model_args']!r} ({type(exc).__name__}: {str(exc)[:300]})") from exc
-    broken = [name for name, value in state["model"].items() if value.is_floating_point()
+    broken = [key for key, value in state["model"].items() if value.is_floating_point()
               and not bool(torch.isfinite(value).all())]
     if broken:
-        raise ValueError(f"path: {str(path)!r} holds non-finite weights ({', '.join(broken[:3])}"
+        raise ValueError(f"{name}: {str(path)!r} holds non-finite weights ({', '.join(broken[:3])}"
                          f"{', ...' if len(broken) > 3 else ''}): the run it came from diverged")
-    return net.eval()
+    return net.eval(), state

@@ -38,3 +38,13 @@ def test_public_functions_are_not_shadowed_by_their_modules():
             "assert callable(n2n_fast.info) and n2n_fast.info.__name__ == 'info', n2n_fast.info\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_info_piped_into_head_exits_cleanly():
+    """`n2n-fast info | head -1`: the reader closing the pipe is not an error (no traceback, exit 0)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(f"{sys.executable} -m n2n_fast info | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

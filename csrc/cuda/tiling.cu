@@ -95,21 +95,12 @@ at::Tensor tile_gather_cuda(const at::Tensor& image, const at::Tensor& index, co
 void tile_blend_cuda(at::Tensor& out, const at::Tensor& tiles, const at::Tensor& index, const at::Tensor& row_origins,
                      const at::Tensor& col_origins, int64_t height, int64_t width, int64_t row0, int64_t overlap,
                      int64_t mode) {
-  check_blend(out, tiles, index, row_origins, col_origins, height, width, row0, overlap, mode);
   const c10::cuda::CUDAGuard guard(out.device());
-  const TileIndex t = contiguous_index(index, row_origins, col_origins);
-  const at::Tensor tc = tiles.contiguous();
-  if (tc.numel() == 0 || out.numel() == 0) return;
-  const int64_t K = tc.size(0), th = tc.size(2), tw = tc.size(3);
-  at::Tensor wy = at::empty({K, th}, out.options()), wx = at::empty({K, tw}, out.options());
-  launch_axis_weights(t.index.data_ptr<int64_t>(), 1, t.rows.data_ptr<int64_t>(), t.rows.size(0), th, overlap, mode,
-                      wy.data_ptr<float>(), K);
-  launch_axis_weights(t.index.data_ptr<int64_t>(), 2, t.cols.data_ptr<int64_t>(), t.cols.size(0), tw, overlap, mode,
-                      wx.data_ptr<float>(), K);
-  const BlendArgs a = blend_args(t, tc, wy, wx, out, height, width, row0);
-  dispatch_tile_dtype("tile_blend: tiles", tc.scalar_type(), [&](auto tag) {
-    launch_blend(a, tc.data_ptr<decltype(tag)>(), out.data_ptr<float>());
-  });
+  tile_blend_host(out, tiles, index, row_origins, col_origins, height, width, row0, overlap, mode,
+                  [](auto... weight_args) { launch_axis_weights(weight_args...); },
+                  [](const BlendArgs& a, const auto* tiles_ptr, float* out_ptr, int64_t) {
+                    launch_blend(a, tiles_ptr, out_ptr);
+                  });
 }
 
 TORCH_LIBRARY_IMPL(n2n_fast, CUDA, m) {

@@ -30,7 +30,8 @@ import triton.language as tl
 
 from .. import conventions as nz
 
-# n2n_fast.noise constants as constexpr globals (the only kind of global a jit function may read).
+# n2n_fast/conventions.py's constants as constexpr globals (the only kind of global a jit function may read): a
+# deliberate list of repeated lines, one name each, so every kernel spells them as the conventions do.
 GAUSSIAN = tl.constexpr(nz.GAUSSIAN)
 POISSON = tl.constexpr(nz.POISSON)
 POISSON_GAUSSIAN = tl.constexpr(nz.POISSON_GAUSSIAN)
