@@ -170,15 +170,33 @@ def _small_image_groups(jobs, fits_one_tile, limit):
         yield group
 
 
-def _read_jobs(pairs, axes, stacks):
-    """(source, target, pixels, dtype) of each single image; Z/T stacks go to `stacks` as (source, target, stack,
-    dtype, axes), denoised slice by slice and written back as stacks."""
-    from .io import read_stack
+def _check_outputs(pairs):
+    """Before any work: no output is its input, and every output's format and folder are usable."""
+    import os
+
+    from .io import _extension
 
     for source, target in pairs:
         if source.resolve() == target.resolve():
             raise ValueError(f"output: {target} is the input file; denoise never overwrites its input")
-        stack, dtype, layout = read_stack(str(source), axes)
+        _extension(target, "output")
+        if not os.access(target.parent, os.W_OK):
+            raise ValueError(f"output: cannot write into the folder {target.parent}")
+
+
+def _read_jobs(pairs, axes, stacks, failures):
+    """(source, target, pixels, dtype) of each single image; Z/T stacks go to `stacks` as (source, target, stack,
+    dtype, axes), denoised slice by slice and written back as stacks. A file that cannot be read goes to
+    `failures` with its error, and the others go on."""
+    from .io import read_stack
+
+    for source, target in pairs:
+        try:
+            stack, dtype, layout = read_stack(str(source), axes)
+        except (ValueError, TypeError) as exc:
+            failures.append((source, exc))
+            print(f"{source}: skipped: {exc}", file=sys.stderr)
+            continue
         if stack.shape[0] > 1:
             stacks.append((source, target, stack, dtype, layout))
             continue
@@ -215,8 +233,10 @@ def _cmd_denoise(args):
     options = dict(tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
                    batch_size=args.batch_size, blend=args.blend, device=device)
     fits_one_tile = lambda pixels: denoise_plan(model, pixels, **options).plan.count == 1  # noqa: E731
-    stacks = []
-    jobs = _read_jobs(_denoise_jobs(args.input, args.output), args.axes, stacks)
+    stacks, failures = [], []
+    pairs = _denoise_jobs(args.input, args.output)
+    _check_outputs(pairs)
+    jobs = _read_jobs(pairs, args.axes, stacks, failures)
     for group in _small_image_groups(jobs, fits_one_tile, args.batch_size):
         # a group is one (N, C, H, W) tensor: the tiles of all its images share model calls
         stack = np.stack([pixels.reshape(pixels.shape[:2] + (-1,)) for _, _, pixels, _ in group])
@@ -231,6 +251,10 @@ def _cmd_denoise(args):
                         dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
             print(f"{source} -> {target}")
     _denoise_stacks(stacks, model, options, args)
+    if failures:
+        raise ValueError(f"input: {len(failures)} of {len(pairs)} files could not be denoised: "
+                         + "; ".join(f"{source.name} ({str(exc)[:120]})" for source, exc in failures[:5])
+                         + (" ..." if len(failures) > 5 else ""))
     return 0
 
 

@@ -68,3 +68,40 @@ def test_folder_of_small_images_runs_them_together(tmp_path, checkpoint, capsys)
         alone = n2n_fast.denoise(model, read_image(str(folder / name))[0])
         got = read_image(str(tmp_path / "out" / name))[0]
         assert got.shape == alone.shape and np.abs(got - np.clip(alone, 0, 1)).max() <= 1 / 255 + 1e-6
+
+
+def test_folder_denoise_names_a_bad_file_goes_on_and_exits_nonzero(tmp_path, capsys):
+    import numpy as np
+
+    import n2n_fast
+    from n2n_fast import checkpoint as ckpt
+    from n2n_fast.cli import main
+
+    net = n2n_fast.UNet(1, features=8)
+    ckpt.save({"model": net.state_dict(), "model_args": net.arguments(), "train_args": {}, "step": 0,
+               "optimizer": {}, "rng": {}, "history": []}, tmp_path / "c.pt")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    n2n_fast.write_image(str(folder / "a.png"), np.random.default_rng(0).random((40, 44)))
+    (folder / "b.png").write_bytes(b"\x89PNG broken")
+    n2n_fast.write_image(str(folder / "c.png"), np.random.default_rng(1).random((40, 44)))
+    code = main(["denoise", "--checkpoint", str(tmp_path / "c.pt"), str(folder), str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 of 3 files could not be denoised: b.png" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]  # the others went on
+
+
+def test_output_format_is_checked_before_any_work(tmp_path, capsys):
+    import numpy as np
+
+    import n2n_fast
+    from n2n_fast import checkpoint as ckpt
+    from n2n_fast.cli import main
+
+    net = n2n_fast.UNet(1, features=8)
+    ckpt.save({"model": net.state_dict(), "model_args": net.arguments(), "train_args": {}, "step": 0,
+               "optimizer": {}, "rng": {}, "history": []}, tmp_path / "c.pt")
+    n2n_fast.write_image(str(tmp_path / "a.png"), np.zeros((40, 44)))
+    assert main(["denoise", "--checkpoint", str(tmp_path / "c.pt"), str(tmp_path / "a.png"),
+                 str(tmp_path / "a.xyz")]) == 2
+    assert "output: unsupported file type '.xyz'" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """n2n_fast/tiling.py: n2n_fast.denoise end to end: kinds and layouts in and out, stitch exactness, blend quality
-against whole-image inference with a trained paper U-Net, determinism, bounded memory, bad input, and the `denoise` CLI."""
+against whole-image inference with a trained paper U-Net, determinism, bounded memory, bad input, and the
+`denoise` CLI."""
 import os
 import subprocess
 import sys
