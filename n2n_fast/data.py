@@ -12,6 +12,7 @@ A choice among n is `word % n`: the bias is below n / 2**32, far under anything 
 The global sample index of sample i of rank r at any step is r * batch_size + i, so a sample's crop and noise do
 not depend on how the batch is split across ranks.
 """
+import dataclasses
 import os
 from pathlib import Path
 
@@ -159,13 +160,22 @@ def validation_pairs(val, noise, channels, device, seed, axes=None):
     noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes), device)
     if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
         raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
+    fixed = None if noise is None else validation_noise(noise)
     out = []
     for i in range(len(clean_store)):
         clean = clean_store.full(i)
         noisy = (noisy_store.full(i) if noisy_store is not None
-                 else add_noise(clean, noise, seed=seed, step=0, index=i, stream=0))
+                 else add_noise(clean, fixed, seed=seed, step=0, index=i, stream=0))
         out.append((noisy, clean))
     return out
+
+
+def validation_noise(noise):
+    """The noise model validation uses: a (low, high) range becomes its midpoint, one fixed level for every
+    validation image, so validation PSNR compares across steps and runs (a level drawn per image would not)."""
+    values = [getattr(noise, spec.name) for spec in dataclasses.fields(noise)]
+    middle = [(v[0] + v[1]) / 2 if isinstance(v, (tuple, list)) else v for v in values]
+    return type(noise)(*middle)
 
 
 class ImageStore:

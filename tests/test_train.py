@@ -389,3 +389,17 @@ def test_cli_version_threads_overwrite_and_pairs_with_noise(tmp_path, small, cap
     pairs = ["train", "--pairs", str(folder), str(folder), "--noise", "gaussian:25", "--steps", "1",
              "--out", str(tmp_path / "p")]
     assert main(pairs) == 2 and "--noise: 'gaussian:25' would be ignored" in capsys.readouterr().err
+
+
+def test_validation_uses_one_fixed_level_and_the_datas_range(tmp_path):
+    from n2n_fast.data import validation_noise
+
+    assert validation_noise(Gaussian((0.0, 0.2))) == Gaussian(0.1)
+    assert validation_noise(n2n_fast.PoissonGaussian((10.0, 30.0), 0.01)) == n2n_fast.PoissonGaussian(20.0, 0.01)
+    # 16-bit counts of 100-4000: PSNR relative to the full 65535 scale would flatter a useless model
+    rng = np.random.default_rng(0)
+    dim = [rng.integers(100, 4000, (40, 44), dtype=np.uint16) for _ in range(2)]
+    result = n2n_fast.train(data=dim, noise=Poisson(30.0), val=dim[:1], val_every=1, out_dir=tmp_path,
+                            **{**TINY, "steps": 1, "crop": 32})
+    # measured 4.5 dB; relative to the full scale (the old behaviour) the same output scored 24.5 dB more
+    assert result.history[-1]["val_psnr"] < 15
