@@ -37,25 +37,34 @@ def _cmd_bench(args):
 
 # ---- train / demo (training loop helper) --------------------------------------------------------------------
 _NOISE_HELP = ("noise model: gaussian:SIGMA, poisson:PEAK, poissongaussian:PEAK,SIGMA, bernoulli:P, impulse:P; "
-               "each value may be a LOW-HIGH range drawn per sample; SIGMA in 8-bit units (25 means 25/255)")
+               "each value may be a LOW-HIGH range drawn per sample; SIGMA in the data's units (--noise-units: 25 "
+               "on 8-bit images means 25/255), PEAK in photons at full scale (or from --gain)")
 
 
-def parse_noise(text):
-    """A noise model from `gaussian:0-50` style text (sigma in 8-bit units; peak and p as they are)."""
+SIGMA_UNITS = {"8bit": 255.0, "16bit": 65535.0, "unit": 1.0}  # --noise-units: one sigma unit in [0, 1] terms
+
+
+def parse_noise(text, sigma_unit=255.0, peak=None):
+    """A noise model from `gaussian:0-50` style text: sigma in units of 1/sigma_unit of the [0, 1] range (8-bit
+    levels by default), peak and p as they are. `peak` (from --gain) fills a Poisson model given without one."""
     from . import noise
 
     name, _, spec = text.partition(":")
-    models = {"gaussian": (noise.Gaussian, (255,)), "poisson": (noise.Poisson, (1,)),
-              "poissongaussian": (noise.PoissonGaussian, (1, 255)), "bernoulli": (noise.Bernoulli, (1,)),
-              "impulse": (noise.Impulse, (1,))}
-    if name.lower() not in models or not spec:
+    models = {"gaussian": (noise.Gaussian, ("sigma",)), "poisson": (noise.Poisson, ("peak",)),
+              "poissongaussian": (noise.PoissonGaussian, ("peak", "sigma")), "bernoulli": (noise.Bernoulli, ("p",)),
+              "impulse": (noise.Impulse, ("p",))}
+    if name.lower() not in models or not (spec or (peak and name.lower() == "poisson")):
         raise ValueError(f"--noise: expected NAME:VALUE with NAME in {sorted(models)}, got {text!r}")
-    model, scales = models[name.lower()]
-    parts = spec.split(",")
-    if len(parts) != len(scales):
-        raise ValueError(f"--noise: {name} takes {len(scales)} comma-separated value(s), got {spec!r}")
+    model, names = models[name.lower()]
+    parts = spec.split(",") if spec else []
+    if peak is not None and names[0] == "peak" and len(parts) == len(names) - 1:
+        parts = [str(peak)] + parts  # --gain gave the peak
+    if len(parts) != len(names):
+        raise ValueError(f"--noise: {name} takes {len(names)} comma-separated value(s) ({', '.join(names)}), "
+                         f"got {spec!r}")
     values = []
-    for part, scale in zip(parts, scales):
+    for part, what in zip(parts, names):
+        scale = sigma_unit if what == "sigma" else 1.0
         try:
             bounds = [float(v) / scale for v in part.split("-")]  # ranges are LOW-HIGH (values are >= 0)
         except ValueError:
@@ -64,6 +73,49 @@ def parse_noise(text):
             raise ValueError(f"--noise: {part!r} is not a number or a LOW-HIGH range (in {text!r})")
         values.append(bounds[0] if len(bounds) == 1 else tuple(bounds))
     return model(*values)
+
+
+def _noise_from_args(args):
+    """--noise in the units --noise-units names (default: the training data's own: 8-bit levels for uint8 images,
+    16-bit counts for uint16, [0, 1] for floats); --gain (counts per photon) sets a Poisson peak of full scale /
+    gain. Prints what it used."""
+    if not args.noise:
+        if args.gain is not None:
+            raise ValueError("--gain: needs --noise poisson or poissongaussian")
+        return None
+    if args.gain is not None and not args.noise.lower().startswith("poisson"):
+        raise ValueError(f"--gain: sets a Poisson peak; --noise {args.noise!r} has none (use poisson or "
+                         "poissongaussian)")
+    units = args.noise_units
+    full_scale = None
+    if units == "data" or args.gain is not None:
+        full_scale = _data_full_scale(args)
+        units = {255.0: "8bit", 65535.0: "16bit"}.get(full_scale, "unit") if units == "data" else units
+    if args.gain is not None and (args.gain <= 0 or full_scale in (None, 1.0)):
+        raise ValueError(f"--gain: expected > 0 on uint8/uint16 data (a peak of full scale / gain), got "
+                         f"{args.gain} on {'float' if full_scale == 1.0 else 'unknown'} data")
+    peak = full_scale / args.gain if args.gain is not None else None
+    model = parse_noise(args.noise, SIGMA_UNITS[units], peak)
+    print(f"noise: {model} in [0, 1] units (--noise read in {units} units"
+          + (f"; peak {peak:g} = full scale {full_scale:g} / gain {args.gain:g}" if peak else "") + ")")
+    return model
+
+
+def _data_full_scale(args):
+    """255, 65535 or 1.0: the full scale of the first training image's dtype."""
+    from pathlib import Path
+
+    from .conventions import uint_peak
+    from .io import SUPPORTED, read_stack
+
+    first = Path((args.data or args.pairs)[0])
+    if first.is_dir():
+        files = sorted(p for p in first.iterdir() if p.suffix.lower() in SUPPORTED)
+        first = files[0] if files else first
+    if not first.is_file():
+        raise ValueError(f"--data: no image found at {first}")
+    _, dtype, _ = read_stack(str(first), args.axes)
+    return float(uint_peak(dtype) or 1.0)
 
 
 def _source(paths):
@@ -79,7 +131,7 @@ def _cmd_train(args):
         raise ValueError(f"--noise: {args.noise!r} would be ignored: --pairs trains on real noisy pairs; drop one")
     val = (_source(args.val_noisy), _source(args.val)) if args.val_noisy else _source(args.val)
     result = train(data=_source(args.data), pairs=tuple(args.pairs) if args.pairs else None,
-                   noise=parse_noise(args.noise) if args.noise else None, targets=args.targets, loss=args.loss,
+                   noise=_noise_from_args(args), targets=args.targets, loss=args.loss,
                    steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
                    out_dir=args.out, resume=args.resume, val=val, device=args.device, precision=args.precision,
                    compile=args.compile, features=args.features, log_every=args.log_every,
@@ -287,6 +339,12 @@ def _add_train_parser(sub):
     p.add_argument("--out", required=True, help="output folder: checkpoints, history, plot")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt when it exists (a larger --steps extends a finished run)")
+    p.add_argument("--noise-units", default="data", choices=("data",) + tuple(SIGMA_UNITS),
+                   help="units of the --noise sigmas: data (default: 8-bit levels for uint8 images, 16-bit counts "
+                        "for uint16, [0, 1] for floats), 8bit, 16bit or unit ([0, 1])")
+    p.add_argument("--gain", type=float, default=None,
+                   help="camera gain in counts per photon: a Poisson peak of full scale / gain (e.g. --noise "
+                        "poisson --gain 2 on 16-bit counts)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (else it is refused)")
     p.add_argument("--axes", default=None,
                    help="layout of the images: YX, YXC, CYX, ZYX, TYX, ZYXC, ... (Z/T stacks train as 2-D images; "

@@ -3,8 +3,8 @@
 Tiles are aligned to the network's downsampling factor (32 for the paper U-Net): tile sizes and strides are
 multiples of it and origins sit on its grid, so every tile sees the same pooling phase as whole-image inference.
 Along an axis of length L the origins are 0, s, 2s, ... while a tile ends before L, then one last tile shifted
-back onto the grid so it ends at or just past L (past pixels are mirror padding, docs/design.md §5). A tile larger than the
-image shrinks to the image rounded up to the alignment: one padded tile.
+back onto the grid so it ends at or just past L (past pixels are mirror padding, docs/design.md §5). A tile larger
+than the image shrinks to the image rounded up to the alignment: one padded tile.
 Stitch mode tiles the image mirror-padded by margin = overlap / 2 on every side, so each tile's centre (its
 kept part) abuts the next: the same plan on length L + 2 * margin, shifted by -margin.
 csrc/tiling.h consumes these origins; n2n_fast/reference/tiling.py too.

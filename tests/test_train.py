@@ -403,3 +403,23 @@ def test_validation_uses_one_fixed_level_and_the_datas_range(tmp_path):
                             **{**TINY, "steps": 1, "crop": 32})
     # measured 4.5 dB; relative to the full scale (the old behaviour) the same output scored 24.5 dB more
     assert result.history[-1]["val_psnr"] < 15
+
+
+def test_cli_noise_in_the_datas_units_and_gain(tmp_path, small, capsys):
+    """16-bit data: sigma in 16-bit counts by default, a Poisson peak from the gain; what was used is printed."""
+    from n2n_fast.cli import main, parse_noise
+
+    assert parse_noise("gaussian:0.1", sigma_unit=1.0) == Gaussian(0.1)  # --noise-units unit
+    assert parse_noise("poisson", peak=32767.5) == Poisson(32767.5)
+    folder = tmp_path / "counts"
+    folder.mkdir()
+    for i, image in enumerate(small):
+        n2n_fast.write_image(str(folder / f"{i}.tif"), image[..., 0] / 255.0 * 0.06, dtype=np.uint16)
+    base = ["train", "--data", str(folder), "--steps", "1", "--crop", "32", "--features", "8", "--batch-size", "2",
+            "--quiet", "--precision", "float32"]
+    assert main(base + ["--noise", "gaussian:100", "--out", str(tmp_path / "a")]) == 0
+    assert "Gaussian(sigma=0.00152" in capsys.readouterr().out  # 100 / 65535, read in 16bit units
+    assert main(base + ["--noise", "poisson", "--gain", "2", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "Poisson(peak=32767.5)" in out and "full scale 65535 / gain 2" in out
+    assert main(base + ["--noise", "gaussian:25", "--gain", "2", "--out", str(tmp_path / "c")]) == 2
