@@ -37,8 +37,10 @@ def _as_nchw(array, name):
         if array.dtype.type not in _NUMPY_DTYPES:
             raise TypeError(f"{name}: unsupported dtype {array.dtype}; accepted: uint8, uint16, float16, float32, "
                             f"float64")
-        if not array.dtype.isnative:
-            array = array.astype(array.dtype.newbyteorder("="))
+        if not array.dtype.isnative or any(stride < 0 for stride in array.strides):
+            # big-endian or flipped views (np.fliplr): torch reads neither; a native copy (inputs only: an `out`
+            # like that is refused by _destination, since writes into a copy would be lost)
+            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
         import warnings
 
         with warnings.catch_warnings():  # read-only arrays and memmaps are only ever read through this view
@@ -73,8 +75,8 @@ def _destination(image, out):
     if out is None:
         if getattr(image, "is_band_store", False):
             raise ValueError("out: required when image is a chunked store (use n2n_fast.zarr_io.denoise_zarr)")
-        if isinstance(image, np.ndarray):
-            return np.empty(image.shape, dtype=image.dtype)
+        if isinstance(image, np.ndarray):  # same dtype, in native byte order (a big-endian result is a copy away)
+            return np.empty(image.shape, dtype=image.dtype.newbyteorder("="))
         return torch.empty_like(image, memory_format=torch.contiguous_format)
     if type(out) is not type(image) and not (isinstance(out, np.ndarray) and isinstance(image, np.ndarray)):
         raise TypeError(f"out: must be the same kind as image ({type(image).__name__}), got {type(out).__name__}")
@@ -84,6 +86,9 @@ def _destination(image, out):
         raise ValueError("out: shares memory with image; denoise never overwrites its input")
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError("out: the array is read-only")
+    if isinstance(out, np.ndarray) and (not out.dtype.isnative or any(stride < 0 for stride in out.strides)):
+        raise ValueError(f"out: must be in native byte order with non-negative strides (results are written "
+                         f"through a torch view), got dtype {out.dtype.str} strides {out.strides}")
     _as_nchw(out, "out")  # dtype check
     return out
 

@@ -328,3 +328,17 @@ def test_cuda_denoise_matches_cpu(gen):
         again = denoise(model, tensor.cuda(), tile=64, overlap=16, batch_size=5)
     assert result.device.type == "cuda" and torch.equal(result, again)
     assert_close(result.cpu(), expected, scale=10)
+
+
+def test_big_endian_and_flipped_inputs_are_denoised_not_left_unwritten():
+    """A big-endian float32 array came back unwritten (results went into a byte-swapped copy); np.fliplr views were
+    refused by torch. Both now equal the native, contiguous input's result."""
+    net = n2n_fast.UNet(1, features=8).eval()
+    x = np.random.default_rng(0).random((40, 44)).astype(np.float32)
+    want = n2n_fast.denoise(net, x)
+    got = n2n_fast.denoise(net, x.astype(">f4"))
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    flipped = np.fliplr(x)
+    assert np.array_equal(n2n_fast.denoise(net, flipped), n2n_fast.denoise(net, flipped.copy()))
+    with pytest.raises(ValueError, match="out: must be in native byte order"):
+        n2n_fast.denoise(net, x, out=np.empty((40, 44), dtype=">f4"))
