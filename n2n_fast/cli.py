@@ -114,7 +114,7 @@ def _data_full_scale(args):
         first = files[0] if files else first
     if not first.is_file():
         raise ValueError(f"--data: no image found at {first}")
-    _, dtype, _ = read_stack(str(first), args.axes)
+    _, dtype, _ = read_stack(str(first), args.axes, keep_integers=True)
     return float(uint_peak(dtype) or 1.0)
 
 

@@ -55,14 +55,11 @@ def _read(path, where, axes):
     from .io import read_stack
 
     try:
-        stack, dtype, _ = read_stack(path, axes)
+        stack, _, _ = read_stack(path, axes, keep_integers=True)  # uint8/uint16 stay compact in the store
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise ValueError(f"{where}: cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from exc
-    # read_stack scales to float32 [0, 1]; go back to the file's compact dtype so the store stays small
-    if np.dtype(dtype) in (np.uint8, np.uint16):
-        stack = np.rint(stack * np.iinfo(dtype).max).astype(dtype)
     return [_as_image(image, f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else ""))
             for z, image in enumerate(stack)]
 

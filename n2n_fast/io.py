@@ -92,10 +92,12 @@ def _decode(path, ext):
         return array, "YXC" if array.ndim == 3 else "YX"
 
 
-def read_stack(path, axes=None):
+def read_stack(path, axes=None, keep_integers=False):
     """Decode an image file -> (stack, dtype, axes): stack float32 (N, H, W, C) in [0, 1] (N > 1 for a Z or T
     stack), dtype the file's sample type, axes the layout read (given, from the file's metadata, or unambiguous
-    from the shape; see n2n_fast/axes.py). An ambiguous 3-D or 4-D array without axes is refused."""
+    from the shape; see n2n_fast/axes.py). An ambiguous 3-D or 4-D array without axes is refused.
+    keep_integers: uint8/uint16 pixels come back unscaled in their own dtype (the training store keeps them
+    compact: scaling to float32 and back would only cost time and memory)."""
     ext = _extension(path, "path")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file {path}" + (" (a folder)" if os.path.isdir(path) else ""))
@@ -113,6 +115,8 @@ def read_stack(path, axes=None):
     stack = to_stack(array, axes)
     if min(stack.shape) < 1:
         raise ValueError(f"image {path}: empty array of shape {array.shape}")
+    if keep_integers and stack.dtype in _INTEGER_PEAK:
+        return stack, stack.dtype, axes
     pixels, dtype = to_unit(stack, f"image {path}")
     return pixels, dtype, axes
 
