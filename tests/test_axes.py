@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
 from n2n_fast import data
 from n2n_fast.axes import check_axes, from_stack, infer_axes, to_stack
@@ -93,10 +94,7 @@ def test_denoise_a_z_stack_slice_by_slice_in_its_own_layout(tmp_path):
     out = denoise(net, stack, axes="ZYX", tile=64, overlap=0)
     assert out.shape == stack.shape and out.dtype == np.uint16
     np.testing.assert_array_equal(out[1], denoise(net, stack[1], tile=64, overlap=0))  # slice by slice
-    from n2n_fast import checkpoint as ckpt
-
-    ckpt.save({"model": net.state_dict(), "model_args": net.arguments(), "train_args": {}, "step": 0,
-               "optimizer": {}, "rng": {}, "history": []}, tmp_path / "c.pt")
+    save_model(net, tmp_path / "c.pt")
     with tifffile.TiffWriter(tmp_path / "z.tif") as writer:
         for plane in stack:
             writer.write(plane, photometric="minisblack", metadata=None)

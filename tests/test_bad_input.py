@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
 from n2n_fast import Gaussian
 from n2n_fast.cli import main
@@ -23,12 +24,9 @@ def _train(tmp, **kwargs):
 
 
 def _checkpoint(tmp, weights=None, args=None):
-    from n2n_fast import checkpoint as ckpt
-
     net = n2n_fast.UNet(3, features=8)
     state = net.state_dict() if weights is None else weights(net.state_dict())
-    return str(ckpt.save({"model": state, "model_args": args or net.arguments(), "train_args": {}, "step": 1,
-                          "optimizer": {}, "rng": {}, "history": []}, tmp / "c.pt"))
+    return str(save_model(net, tmp / "c.pt", model=state, model_args=args or net.arguments(), step=1))
 
 
 def _nan_weights(state):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
 from n2n_fast.cli import _bytes, main
 from n2n_fast.io import read_image, write_image
@@ -15,10 +16,7 @@ from n2n_fast.io import read_image, write_image
 def checkpoint(tmp_path):
     torch.manual_seed(0)
     model = n2n_fast.UNet(3, features=8)
-    path = tmp_path / "model.pt"
-    torch.save({"model": model.state_dict(), "model_args": model.arguments(), "train_args": {}, "step": 0,
-                "optimizer": {}, "rng": {}, "history": []}, path)  # the keys n2n_fast.load requires
-    return path
+    return save_model(model, tmp_path / "model.pt")
 
 
 def test_prints_the_auto_plan_and_honours_the_budget(tmp_path, checkpoint, capsys):
@@ -74,12 +72,9 @@ def test_folder_denoise_names_a_bad_file_goes_on_and_exits_nonzero(tmp_path, cap
     import numpy as np
 
     import n2n_fast
-    from n2n_fast import checkpoint as ckpt
     from n2n_fast.cli import main
 
-    net = n2n_fast.UNet(1, features=8)
-    ckpt.save({"model": net.state_dict(), "model_args": net.arguments(), "train_args": {}, "step": 0,
-               "optimizer": {}, "rng": {}, "history": []}, tmp_path / "c.pt")
+    save_model(n2n_fast.UNet(1, features=8), tmp_path / "c.pt")
     folder = tmp_path / "in"
     folder.mkdir()
     n2n_fast.write_image(str(folder / "a.png"), np.random.default_rng(0).random((40, 44)))
@@ -95,12 +90,9 @@ def test_output_format_is_checked_before_any_work(tmp_path, capsys):
     import numpy as np
 
     import n2n_fast
-    from n2n_fast import checkpoint as ckpt
     from n2n_fast.cli import main
 
-    net = n2n_fast.UNet(1, features=8)
-    ckpt.save({"model": net.state_dict(), "model_args": net.arguments(), "train_args": {}, "step": 0,
-               "optimizer": {}, "rng": {}, "history": []}, tmp_path / "c.pt")
+    save_model(n2n_fast.UNet(1, features=8), tmp_path / "c.pt")
     n2n_fast.write_image(str(tmp_path / "a.png"), np.zeros((40, 44)))
     assert main(["denoise", "--checkpoint", str(tmp_path / "c.pt"), str(tmp_path / "a.png"),
                  str(tmp_path / "a.xyz")]) == 2

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
 from n2n_fast.padding import mirror_pad
 from n2n_fast.tiling import denoise
@@ -289,9 +290,7 @@ def test_cli_denoise_file_and_folder(tmp_path):
 
     torch.manual_seed(0)
     model = n2n_fast.UNet(3, features=8)
-    checkpoint = tmp_path / "model.pt"
-    torch.save({"model": model.state_dict(), "model_args": model.arguments(), "train_args": {}, "step": 0,
-                "optimizer": {}, "rng": {}, "history": []}, checkpoint)  # the keys n2n_fast.load requires
+    checkpoint = save_model(model, tmp_path / "model.pt")
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)
