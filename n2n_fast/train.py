@@ -24,13 +24,13 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import data as training_data
+from . import graph_step, schedule
 from . import history as history_files
 from . import loss as losses
-from . import graph_step, schedule
 from .conventions import LOSS_KINDS as LOSSES
-from .device_crops import DeviceCrops
 from .conventions import TRAIN_TARGETS as TARGETS
 from .conventions import precision_name, psnr
+from .device_crops import DeviceCrops
 from .noise import add_noise, noisy_pair
 from .unet import UNet
 
