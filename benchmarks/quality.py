@@ -235,7 +235,8 @@ def figure(results, out_dir, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="quality.py", description=__doc__.split("\n")[0])
+    # `n2n-fast bench` runs this script and names itself in N2N_FAST_PROG, so -h shows the command typed
+    parser = argparse.ArgumentParser(prog=os.environ.get("N2N_FAST_PROG", "quality.py"), description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="training steps per run")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     parser.add_argument("--crop", type=int, default=DEFAULTS["crop"])

@@ -205,7 +205,8 @@ def run_suites(json_path, *, full=True, select=None, threads=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="report.py", description=__doc__.split("\n")[0])
+    # `n2n-fast bench` runs this script and names itself in N2N_FAST_PROG, so -h shows the command typed
+    parser = argparse.ArgumentParser(prog=os.environ.get("N2N_FAST_PROG", "report.py"), description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="render this pytest-benchmark JSON instead of running the suites")
     parser.add_argument("--out", default=str(HERE.parent / "out" / "bench"),
                         help="output folder (default: out/bench in the repository, which git ignores)")

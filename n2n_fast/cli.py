@@ -32,7 +32,10 @@ def _cmd_bench(args):
             f"benchmarks/{script} not found at {folder}: the benchmarks ship with the repository, not with an "
             "installed wheel. Clone the repository and install it editable (pip install --no-build-isolation -e .), "
             f"or run `python benchmarks/{script}` from the checkout")
-    return subprocess.call([sys.executable, str(folder / script), *rest], cwd=folder.parent)
+    # the script's usage line names the command typed (`n2n-fast bench ...`), not its own file name
+    prog = "n2n-fast bench" + (" quality" if script == "quality.py" else "")
+    return subprocess.call([sys.executable, str(folder / script), *rest], cwd=folder.parent,
+                           env={**os.environ, "N2N_FAST_PROG": prog})
 
 
 # ---- train / demo (training loop helper) --------------------------------------------------------------------
