@@ -1,8 +1,8 @@
 """The fused Noise2Noise objective on Triton: the loss kernel regenerates the target itself (docs/design.md §1, §6).
 
 `n2n_loss(pred, clean, noise, ...)` equals `<kind>_loss(pred, noisy_pair(clean, noise, ...)[1], ...)` but never
-writes the target: each program reads its block of clean values, recomputes copy 1 with the noise jit helper
-(`noise_models.noisy_pair_values`, the same arithmetic and Philox counters as the noisy-pair kernel), and feeds it
+writes the target: each program reads its block of clean values, recomputes copy 1 alone with the noise jit helper
+(`noise_models.noisy_copy_values`, the same arithmetic and Philox counters as the noisy-pair kernel), and feeds it
 straight into `loss.elementwise_loss`. Bytes per element, fp32, "mean": read pred 4 + clean 4 (1 for uint8), write
 the gradient 4, instead of noisy_pair's 4 + 8 plus the loss's 8 + 4 (the unused copy 0 is also never written).
 A Bernoulli target's kept-pixel decision comes out of the same helper and masks the loss in registers.
@@ -22,7 +22,7 @@ from .buffers import output, step_arguments
 from .device import on_device
 from . import loss as plain
 from .loss_backward import EagerLoss, backward, setup_context
-from .noise_models import noisy_pair_values
+from .noise_models import noisy_copy_values
 
 NUM_WARPS = 4
 
@@ -90,8 +90,8 @@ def _n2n_loss_kernel(
     else:
         p = tl.load(pred_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
     sample = index + row.to(tl.int64)  # one sample per program: the level draw happens once per program
-    _copy0, target, keep = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low,
-                                             b_high)
+    # only the target copy: for Poisson models half the rejection sampler's work and live state
+    target, keep = noisy_copy_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high, 1)
     value, grad = plain.elementwise_loss(p, target, gamma, eps, KIND)
     keep = keep & inside
     if has_mask:

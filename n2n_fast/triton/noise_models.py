@@ -22,6 +22,12 @@ Stable entry point for other kernels (keep the signature):
     returns y0 (input copy), y1 (target copy) float32 blocks, keep1: bool block, the target's Bernoulli keep
             decision of the element's pixel (all True for other models).
 
+    y, keep = noisy_copy_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high, COPY)
+
+    One copy (COPY 0 or 1, tl.constexpr), bit for bit the value noisy_pair_values gives that copy, computing only
+    it: the fused loss needs only the target. For Poisson models this halves the rejection sampler's live state
+    and work (one copy's attempts, not the slower of two); keep is that copy's Bernoulli decision.
+
 Counter layout and draw purposes: n2n_fast/noise.py (documented there only). The arithmetic mirrors
 n2n_fast/reference/noise.py operation for operation; divisions use div_rn so they round like PyTorch and C++.
 """
@@ -237,6 +243,61 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
             lam_p1 = tl.where(pending1, lam_p1, POISSON_SMALL)
             attempt += 1
     return k0, k1
+
+
+@triton.jit
+def poisson_one(lam, seed, pos, sample, step, COPY: tl.constexpr):
+    """Poisson counts (float32) for one copy: poisson_pair's values for that copy, from the same words and
+    attempts (attempt 0's words are drawn again by ptrs_loop, as LEAN does)."""
+    r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON)
+    if COPY == 0:
+        w_a, w_b = r0, r1
+    else:
+        w_a, w_b = r2, r3
+    small = lam < POISSON_SMALL
+    normal = lam > POISSON_NORMAL
+    k = poisson_inversion(tl.where(small, lam, 0.0), uniform(w_a))
+    z, _s = box_muller(w_a, w_b)
+    k = tl.where(normal, tl.maximum(tl.floor(lam + tl.sqrt_rn(lam) * z + 0.5), 0.0), k)
+    pending = (~small) & (~normal)
+    return ptrs_loop(k, pending, tl.where(pending, lam, POISSON_SMALL), seed, pos, sample, step, COPY)
+
+
+@triton.jit
+def noisy_copy_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a_low, a_high, b_low, b_high,
+                      COPY: tl.constexpr):
+    """(y, keep) of copy COPY for clean float32 values x: noisy_pair_values' arithmetic for one copy (a
+    deliberate twin of its per-model branches, each selecting that copy's words; tests compare them bit for bit)."""
+    a0, a1, b0, b1 = levels(seed, step, sample, a_low, a_high, b_low, b_high)
+    if COPY == 0:
+        a, b = a0, b0
+    else:
+        a, b = a1, b1
+    keep = x == x  # all True (inputs are finite)
+    if MODEL == GAUSSIAN:
+        w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+        z0, z1 = box_muller(w0, w1)
+        y = x + a * (z0 if COPY == 0 else z1)
+    elif MODEL == POISSON or MODEL == POISSON_GAUSSIAN:
+        k = poisson_one(a * tl.maximum(x, 0.0), seed, pos, sample, step, COPY)
+        y = tl.div_rn(k, a + x * 0.0)
+        if MODEL == POISSON_GAUSSIAN:
+            w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+            z0, z1 = box_muller(w0, w1)
+            y = y + b * (z0 if COPY == 0 else z1)
+    else:
+        pixels_u32 = (pos * 0 + pixels).to(tl.uint32)  # block-shaped, as pixels may be a constexpr
+        pixel = (pos.to(tl.uint32) % pixels_u32).to(tl.int64)
+        _p0, _p1, d0, d1 = draw(seed, pixel, sample, step, PURPOSE_MAIN)
+        u = uniform(d0 if COPY == 0 else d1)
+        if MODEL == BERNOULLI:
+            keep = u >= a
+            y = tl.where(keep, x, 0.0)
+        else:
+            tl.static_assert(MODEL == IMPULSE, "unknown noise model code")
+            c0, c1, _c2, _c3 = draw(seed, pos, sample, step, PURPOSE_COLOUR)
+            y = tl.where(u < a, uniform(c0 if COPY == 0 else c1), x)
+    return y, keep
 
 
 @triton.jit
