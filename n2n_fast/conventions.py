@@ -32,6 +32,17 @@ def uint_peak(dtype):
     return UINT_PEAKS.get(str(dtype).replace("torch.", ""))
 
 
+# ---- stated value range of float images (n2n_fast/value_range.py): value_range= in Python, --range on the CLI
+VALUE_RANGE_HDR = "hdr"  # floats taken as they are, values above 1 allowed
+# Without a stated range floats are [0, 1] units; a maximum above this is refused. Unclipped noisy [0, 1] data
+# legitimately exceeds 1 (sigma 50/255 Gaussian noise reaches about 1.8 at 4 sigma, a Poisson count at a low peak
+# a few times the signal), but not 4, while 0-255 or 0-65535 floats do at once.
+VALUE_RANGE_UNIT_MAX = 4.0
+VALUE_RANGE_HELP = (f"range of float images: LOW,HIGH in the data's units (e.g. 0,255: scaled to [0, 1] on the way "
+                    f"in, and denoise writes results back in those units) or {VALUE_RANGE_HDR} (taken as they are, "
+                    f"values above 1 allowed); default: floats in [0, 1], a maximum above "
+                    f"{VALUE_RANGE_UNIT_MAX:g} refused. Integer images are scaled by their peak and take no --range")
+
 # ---- training
 TRAIN_TARGETS = ("noisy", "clean", "neighbor")  # synthetic N2N, N2C, Neighbor2Neighbor (pairs= is its own mode)
 

@@ -19,6 +19,7 @@ from .conventions import precision_name
 from .tiling_auto import activation_bytes_per_pixel, choose_plan
 from .tiling_plan import source_rows, tile_row_rows
 from .tiling_stream import BandReader, RowWriter
+from .value_range import InUnits, check_value_range, denoise_limit
 
 PRECISIONS = ("float32", "bfloat16")  # "bf16" is accepted too (conventions.precision_name)
 PROGRESS_MIN_TILES = 64  # progress=None shows a bar from this many tiles on, when stderr is a terminal
@@ -154,11 +155,14 @@ def denoise_stack(model, image, axes, **options):
 
 
 def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8, blend="cosine",
-            precision="float32", device=None, out=None, progress=None, backend=None, axes=None):
+            precision="float32", device=None, out=None, progress=None, backend=None, axes=None, value_range=None):
     """Denoise `image` of any size with `model` in overlapping tiles.
 
     image: numpy (H, W) or (H, W, C) (uint8, uint16, float16/32/64; memmaps welcome) or a tensor (C, H, W) or
-      (N, C, H, W) on any device. Floats are taken as [0, 1]; integers are scaled by their peak.
+      (N, C, H, W) on any device. Integers are scaled by their peak; floats are [0, 1] unless value_range says.
+    value_range: float images only (n2n_fast/value_range.py): None (floats in [0, 1]; a maximum above 4 is
+      refused), (low, high) (the data's units: scaled to [0, 1] for the model, results mapped back to those units)
+      or "hdr" (as they are, values above 1 allowed).
     model: maps (B, C, h, w) to (B, C, h, w) for h, w multiples of its `alignment` attribute (default 32).
     tile, overlap: "auto" (default), or the tile side and overlap in pixels; tile a multiple of the alignment,
       0 <= overlap < tile / 2 (tile - overlap is rounded down to the alignment). A tile larger than the image
@@ -181,9 +185,11 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     if axes is not None:
         return denoise_stack(model, image, axes, tile=tile, overlap=overlap, memory_budget=memory_budget,
                              batch_size=batch_size, blend=blend, precision=precision, device=device,
-                             progress=progress, backend=backend)
+                             progress=progress, backend=backend, value_range=value_range)
     n_images, channels, height, width = _image_shape(image, batch_size)
     view, _ = _as_nchw(image, "image")
+    value_range = check_value_range(value_range)
+    limit = denoise_limit(value_range, view.dtype, None if out is None else _as_nchw(out, "out")[0].dtype)
     bf16 = precision_name(precision, accepted=PRECISIONS) == "bfloat16"
     model_device, model_dtype = _check_model(model)
     chosen = denoise_plan(model, image, tile=tile, overlap=overlap, memory_budget=memory_budget,
@@ -201,6 +207,8 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
         run_model = copy.deepcopy(model).to(device)
         if bf16:
             run_model = run_model.to(memory_format=torch.channels_last)
+    if isinstance(value_range, tuple):  # tiles in the data's units: the model sees [0, 1], results go back
+        run_model = InUnits(run_model, value_range)
     ops = (_backend.choose("tile_gather", device, backend)[1], _backend.choose("tile_blend", device, backend)[1])
     row_origins = torch.tensor(plan.row_origins, dtype=torch.int64, device=device)
     col_origins = torch.tensor(plan.col_origins, dtype=torch.int64, device=device)
@@ -218,7 +226,7 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     try:
         with torch.inference_mode(), (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
                                       else contextlib.nullcontext()):
-            _tile_rows(run_model, plan, tuple(view.shape), BandReader(view, device), RowWriter(dest_view, device), ops,
+            _tile_rows(run_model, plan, tuple(view.shape), BandReader(view, device, limit), RowWriter(dest_view, device), ops,
                        (row_origins, col_origins, all_tiles), batch_size, bf16, model_dtype, bar)
     finally:
         if was_training:

@@ -11,20 +11,26 @@ import torch
 _PEAK = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 
-def _check_finite(rows):
+def _check_pixels(rows, limit=None):
+    """NaN/Inf refused; with a limit (float data of unstated range, n2n_fast/value_range.py) a maximum above it
+    too: checked here, band by band, because a whole-image pass would read a memmap or Zarr image twice."""
     if rows.is_floating_point() and not bool(torch.isfinite(rows).all()):
         raise ValueError("image: contains NaN or Inf values; accepted: finite pixels")
+    if limit is not None and rows.is_floating_point() and rows.numel() and float(rows.max()) > limit:
+        from .value_range import refuse_unstated
+
+        refuse_unstated(float(rows.max()), "image")
 
 
 class BandReader:
-    def __init__(self, view, device):
-        self.view, self.device = view, torch.device(device)
+    def __init__(self, view, device, limit=None):
+        self.view, self.device, self.limit = view, torch.device(device), limit
         self.local = isinstance(view, torch.Tensor) and view.device == self.device  # else: copied by bands
         self.cuda = self.device.type == "cuda" and not self.local
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.pending = {}
         if self.local and self.device.type == "cuda":
-            _check_finite(view)  # once, up front: a per-band check would sync the device every tile row
+            _check_pixels(view, limit)  # once, up front: a per-band check would sync the device every tile row
 
     def prefetch(self, rows):
         """Start bringing image rows [lo, hi) to the device (checks them for NaN/Inf on the way)."""
@@ -34,10 +40,10 @@ class BandReader:
         band = self.view[:, :, lo:hi]
         if self.local:
             if self.device.type != "cuda":
-                _check_finite(band)
+                _check_pixels(band, self.limit)
             self.pending[rows] = (self.view, 0, None)
             return
-        _check_finite(band)
+        _check_pixels(band, self.limit)
         if self.cuda and band.device.type == "cpu":
             staging = torch.empty(band.shape, dtype=band.dtype, pin_memory=True)
             staging.copy_(band)
