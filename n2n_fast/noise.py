@@ -199,21 +199,26 @@ def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, 
     Returns (y0, y1) shaped like `clean`; for Bernoulli (y0, y1, keep) with keep the target's (y1's) kept-pixel
     mask, bool, (B, 1, H, W) (or (1, H, W) for a 3-D input).
     """
+    return _noisy_pair(clean, noise, seed, step, index, out_dtype, backend, check_finite, None)
+
+
+def _noisy_pair(clean, noise, seed, step, index, out_dtype, backend, check_finite, stream):
+    """noisy_pair; with `stream` set, a backend may compute only that copy (Triton does: the other is None)."""
     batch = _validate(clean, noise, seed, step, index, out_dtype, check_finite)
     from . import _backend
 
     _, fn = _backend.choose("noisy_pair", batch.device, backend, clean=batch, out_dtype=out_dtype)
-    y0, y1, keep = fn(batch, noise, seed=seed, step=step, index=index, out_dtype=out_dtype)
+    y0, y1, keep = fn(batch, noise, seed=seed, step=step, index=index, out_dtype=out_dtype, stream=stream)
     if clean.dim() == 3:
-        y0, y1 = y0[0], y1[0]
+        y0, y1 = (None if y0 is None else y0[0]), (None if y1 is None else y1[0])
         keep = keep[0] if keep is not None else None
     return (y0, y1, keep) if noise.code == BERNOULLI else (y0, y1)
 
 
 def add_noise(clean, noise, *, seed, step=0, index=0, stream=0, out_dtype=torch.float32, backend=None,
               check_finite=True):
-    """One noisy copy, bitwise equal to `noisy_pair(...)[stream]` (stream 0 or 1). Same arguments as noisy_pair."""
+    """One noisy copy, bitwise equal to `noisy_pair(...)[stream]` (stream 0 or 1). Same arguments as noisy_pair.
+    On Triton only that copy is computed and written (half the writes; for Poisson half the sampler's work)."""
     if isinstance(stream, bool) or stream not in (0, 1):
         raise ValueError(f"stream: expected 0 or 1, got {stream!r}")
-    return noisy_pair(clean, noise, seed=seed, step=step, index=index, out_dtype=out_dtype, backend=backend,
-                      check_finite=check_finite)[stream]
+    return _noisy_pair(clean, noise, seed, step, index, out_dtype, backend, check_finite, stream)[stream]

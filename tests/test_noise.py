@@ -275,6 +275,25 @@ def test_triton_independent_of_block_and_batch_split(gen, monkeypatch):
 
 
 @pytest.mark.interpret
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.uint8])  # uint8: the chunked Poisson path
+def test_triton_add_noise_computes_one_copy_bit_equal_to_the_pair(gen, monkeypatch, name, in_dtype):
+    from n2n_fast.triton import noise as triton_noise
+
+    monkeypatch.setattr(triton_noise, "_alloc", poisoned)
+    x = clean_batch(gen, (2, 3, 9, 13), in_dtype)
+    pair = n2n_fast.noisy_pair(x, MODELS[name], seed=5, step=9, index=BIG_INDEX, backend="triton")
+    for stream in (0, 1):
+        made = []
+        with monkeypatch.context() as patch:  # count the outputs the launcher allocates: one copy, not two
+            patch.setattr(triton_noise, "_alloc", lambda *a, **k: made.append(a[0]) or poisoned(*a, **k))
+            one = n2n_fast.add_noise(x, MODELS[name], seed=5, step=9, index=BIG_INDEX, stream=stream,
+                                     backend="triton")
+        assert torch.equal(one, pair[stream]), f"{name} stream {stream}"
+        assert sum(1 for shape in made if tuple(shape) == tuple(x.shape)) == 1
+
+
+@pytest.mark.interpret
 def test_triton_op_opcheck_and_fullgraph_compile(gen):
     from n2n_fast.triton.noise import triton_noisy_pair
 
@@ -314,15 +333,16 @@ def _aot_specs():
     from n2n_fast._backend import OPS
 
     accepts = dict(next(impl for impl in OPS["noisy_pair"] if impl.backend == "triton").accepts.dtypes)
-    specs = [(model, clean, torch.float32) for model in range(5) for clean in accepts["clean"]]
-    specs += [(nz.GAUSSIAN, torch.float32, out) for out in accepts["out_dtype"] if out != torch.float32]
-    return [pytest.param(model, clean, out, id=f"{model}-{clean}-{out}", marks=(
+    specs = [(model, clean, torch.float32, 2) for model in range(5) for clean in accepts["clean"]]
+    specs += [(nz.GAUSSIAN, torch.float32, out, 2) for out in accepts["out_dtype"] if out != torch.float32]
+    specs += [(model, torch.float32, torch.float32, 1) for model in range(5)]  # add_noise: one copy
+    return [pytest.param(model, clean, out, copy, id=f"{model}-{clean}-{out}-copy{copy}", marks=(
         [pytest.mark.slow] if model in (nz.POISSON, nz.POISSON_GAUSSIAN) and clean.itemsize < 4 else []))
-        for model, clean, out in specs]
+        for model, clean, out, copy in specs]
 
 
-@pytest.mark.parametrize("model,in_dtype,out_dtype", _aot_specs())
-def test_triton_kernel_compiles_clean(model, in_dtype, out_dtype):
+@pytest.mark.parametrize("model,in_dtype,out_dtype,copy", _aot_specs())
+def test_triton_kernel_compiles_clean(model, in_dtype, out_dtype, copy):
     """The specialisation the runtime picks for 16-byte-aligned buffers and sizes, with the argument types it
     gives ordinary values (ints below 2**31 are i32): no spills, 128-bit loads and stores."""
     pytest.importorskip("triton")
@@ -338,7 +358,7 @@ def test_triton_kernel_compiles_clean(model, in_dtype, out_dtype):
                  "step": "i32", "step_ptr": "*i64", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32",
                  "b_high": "fp32", "in_scale": "fp32"}
     constexprs = {"MODEL": model, "SCALE_INPUT": in_dtype in nz.INPUT_SCALE, "BLOCK": block, "CHUNKS": chunks,
-                  "LEAN": lean, "STEP_IN_MEMORY": model == nz.GAUSSIAN,  # both step forms, cheaply
+                  "LEAN": lean, "COPY": copy, "STEP_IN_MEMORY": model == nz.GAUSSIAN,  # both step forms, cheaply
                   "OUT_DTYPE": {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}[
                       out_dtype]}
     for arch in ARCHES:

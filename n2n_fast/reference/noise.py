@@ -202,9 +202,10 @@ def to_float(clean):
     return clean.to(torch.float32)
 
 
-def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
+def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, stream=None):
     """(y0, y1, keep) for a validated (B, C, H, W) batch; keep is the target's kept-pixel mask (B, 1, H, W) bool
-    for Bernoulli, else None. See n2n_fast.noise.noisy_pair for the arguments."""
+    for Bernoulli, else None. See n2n_fast.noise.noisy_pair for the arguments; `stream` (the one copy add_noise
+    wants) changes nothing here: the oracle computes both."""
     batch, channels, height, width = clean.shape
     pixels = height * width
     x = to_float(clean).reshape(batch, channels * pixels)

@@ -13,7 +13,7 @@ import triton.language as tl
 from .. import conventions as nz
 from .buffers import step_arguments
 from .device import on_device
-from .noise_models import BERNOULLI, noisy_pair_values
+from .noise_models import BERNOULLI, noisy_copy_values, noisy_pair_values
 
 _TL_OUT = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 _alloc = torch.empty  # output allocation; tests swap in a poisoning one so unwritten elements show
@@ -21,35 +21,40 @@ _alloc = torch.empty  # output allocation; tests swap in a poisoning one so unwr
 
 @triton.jit
 def _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high, MODEL: tl.constexpr,
-            SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr, LEAN: tl.constexpr):
+            SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr, LEAN: tl.constexpr, COPY: tl.constexpr):
     """Loaded input values -> (y0, y1) in OUT_DTYPE and keep1; converting here keeps 1-2 byte inputs packed
-    while other chunks are computed."""
+    while other chunks are computed. COPY 0 or 1: only that copy is computed, returned in both places."""
     x = raw.to(tl.float32)
     if SCALE_INPUT:
         x = x * in_scale
-    y0, y1, keep1 = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high,
-                                      LEAN)
+    if COPY == 2:
+        y0, y1, keep1 = noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high,
+                                          LEAN)
+    else:
+        y, keep1 = noisy_copy_values(x, pos, sample, pixels, seed, step, MODEL, a_low, a_high, b_low, b_high, COPY)
+        y0 = y
+        y1 = y
     return y0.to(OUT_DTYPE), y1.to(OUT_DTYPE), keep1
 
 
 @triton.jit
 def _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
                    MODEL: tl.constexpr, SCALE_INPUT: tl.constexpr, OUT_DTYPE: tl.constexpr, N: tl.constexpr,
-                   SPLIT_AGAIN: tl.constexpr, LEAN: tl.constexpr):
+                   SPLIT_AGAIN: tl.constexpr, LEAN: tl.constexpr, COPY: tl.constexpr):
     """_values on the interleaved halves of N elements (even, odd positions), one after the other, joined back.
     A thread's contiguous elements split evenly, so each half keeps half of them live through the loops."""
     r_e, r_o = tl.split(tl.reshape(raw, (N // 2, 2)))
     p_e, p_o = tl.split(tl.reshape(pos, (N // 2, 2)))
     if SPLIT_AGAIN:
         y0_e, y1_e = _values_halves(r_e, p_e, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False, LEAN)
+                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False, LEAN, COPY)
         y0_o, y1_o = _values_halves(r_o, p_o, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False, LEAN)
+                                    MODEL, SCALE_INPUT, OUT_DTYPE, N // 2, False, LEAN, COPY)
     else:
         y0_e, y1_e, _k = _values(r_e, p_e, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                 MODEL, SCALE_INPUT, OUT_DTYPE, LEAN)
+                                 MODEL, SCALE_INPUT, OUT_DTYPE, LEAN, COPY)
         y0_o, y1_o, _k = _values(r_o, p_o, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                 MODEL, SCALE_INPUT, OUT_DTYPE, LEAN)
+                                 MODEL, SCALE_INPUT, OUT_DTYPE, LEAN, COPY)
     return tl.reshape(tl.join(y0_e, y0_o), (N,)), tl.reshape(tl.join(y1_e, y1_o), (N,))
 
 
@@ -58,9 +63,9 @@ def _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high
 @triton.jit(do_not_specialize=["seed", "step", "index", "blocks_per_sample"])
 def _noisy_pair_kernel(
     clean_ptr,  # (B, C, H, W) contiguous: float32 / float16 / bfloat16 / uint8 / uint16
-    y0_ptr,  # (B, C, H, W) OUT_DTYPE: input copy
-    y1_ptr,  # (B, C, H, W) OUT_DTYPE: target copy
-    keep_ptr,  # (B, 1, H, W) bool: target's kept pixels (written for Bernoulli only)
+    y0_ptr,  # (B, C, H, W) OUT_DTYPE: input copy (COPY 0 or 2)
+    y1_ptr,  # (B, C, H, W) OUT_DTYPE: target copy (COPY 1 or 2)
+    keep_ptr,  # (B, 1, H, W) bool: target's kept pixels (written for Bernoulli, COPY 1 or 2)
     sample_numel,  # C * H * W
     pixels,  # H * W
     blocks_per_sample,  # cdiv(sample_numel, BLOCK)
@@ -76,6 +81,7 @@ def _noisy_pair_kernel(
     BLOCK: tl.constexpr,
     CHUNKS: tl.constexpr,  # 1, or sub-blocks processed in turn to bound register use (Poisson models)
     LEAN: tl.constexpr,  # Poisson rejection loop one copy at a time (noise_models.noisy_pair_values)
+    COPY: tl.constexpr,  # 2: both copies; 0 or 1: only that one (add_noise)
     STEP_IN_MEMORY: tl.constexpr,  # read the step from step_ptr (train(), CUDA graphs)
 ):
     if STEP_IN_MEMORY:
@@ -91,17 +97,19 @@ def _noisy_pair_kernel(
     sample = row.to(tl.int64) + index
     if CHUNKS == 1:
         y0, y1, keep1 = _values(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                MODEL, SCALE_INPUT, OUT_DTYPE, LEAN)
+                                MODEL, SCALE_INPUT, OUT_DTYPE, LEAN, COPY)
     else:
         # Poisson with 1- or 2-byte input: a thread loads 16 bytes = 16 or 8 elements, but the rejection loops'
         # state for that many spills; compute them in CHUNKS rounds of 4 elements per thread.
         tl.static_assert(CHUNKS == 2 or CHUNKS == 4, "CHUNKS is 1, 2 or 4")
         y0, y1 = _values_halves(raw, pos, sample, pixels, seed, step, in_scale, a_low, a_high, b_low, b_high,
-                                MODEL, SCALE_INPUT, OUT_DTYPE, BLOCK, CHUNKS == 4, LEAN)
+                                MODEL, SCALE_INPUT, OUT_DTYPE, BLOCK, CHUNKS == 4, LEAN, COPY)
         keep1 = pos >= 0  # unused (Bernoulli never chunks)
-    tl.store(y0_ptr + offsets, y0, mask=inside)
-    tl.store(y1_ptr + offsets, y1, mask=inside)
-    if MODEL == BERNOULLI:
+    if COPY != 1:
+        tl.store(y0_ptr + offsets, y0, mask=inside)
+    if COPY != 0:
+        tl.store(y1_ptr + offsets, y1, mask=inside)
+    if MODEL == BERNOULLI and COPY != 0:
         # channel-0 elements carry their pixel's decision
         tl.store(keep_ptr + row.to(tl.int64) * pixels + pos, keep1, mask=pos < pixels)
 
@@ -120,16 +128,18 @@ def block_size(dtype, model):
     return (2048 if dtype.itemsize == 1 else 1024), 1, False
 
 
-def launch(clean, model, params, seed, step, index, out_dtype):
+def launch(clean, model, params, seed, step, index, out_dtype, copy=2):
     """(y0, y1, keep) for a (B, C, H, W) batch; keep is (B, 1, H, W) for Bernoulli, else empty. step: an int or
-    a 0-d int64 tensor on the batch's device."""
+    a 0-d int64 tensor on the batch's device. copy 0 or 1: only that copy is computed (the other is None, and
+    keep is empty for copy 0)."""
     clean = clean.contiguous()
     batch, channels, height, width = clean.shape
     pixels = height * width
     sample_numel = channels * pixels
-    y0 = _alloc(clean.shape, dtype=out_dtype, device=clean.device)
-    y1 = _alloc(clean.shape, dtype=out_dtype, device=clean.device)
-    keep = _alloc(nz.keep_mask_shape(clean.shape, model), dtype=torch.bool, device=clean.device)
+    y0 = _alloc(clean.shape, dtype=out_dtype, device=clean.device) if copy != 1 else None
+    y1 = _alloc(clean.shape, dtype=out_dtype, device=clean.device) if copy != 0 else None
+    keep_shape = nz.keep_mask_shape(clean.shape, model if copy != 0 else nz.GAUSSIAN)
+    keep = _alloc(keep_shape, dtype=torch.bool, device=clean.device)
     block, chunks, lean = block_size(clean.dtype, model)
     blocks_per_sample = triton.cdiv(sample_numel, block)
     grid = (batch * blocks_per_sample,)
@@ -141,10 +151,10 @@ def launch(clean, model, params, seed, step, index, out_dtype):
     step, step_ptr, in_memory = step_arguments(step, clean)
     with on_device(clean):
         _noisy_pair_kernel[grid](
-            clean, y0, y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step, step_ptr,
+            clean, clean if y0 is None else y0, clean if y1 is None else y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step, step_ptr,
             a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
             MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block,
-            CHUNKS=chunks, LEAN=lean, STEP_IN_MEMORY=in_memory, num_warps=4)
+            CHUNKS=chunks, LEAN=lean, COPY=copy, STEP_IN_MEMORY=in_memory, num_warps=4)
     return y0, y1, keep
 
 
@@ -162,13 +172,14 @@ def _(clean, model, params, seed, step, index, out_dtype, step_tensor=None):
     return nz.empty_pair_like(clean, model, out_dtype)
 
 
-def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32):
-    """(y0, y1, keep or None) for a validated (B, C, H, W) batch (the backend entry of n2n_fast.noise)."""
+def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, stream=None):
+    """(y0, y1, keep or None) for a validated (B, C, H, W) batch (the backend entry of n2n_fast.noise). stream 0
+    or 1 (add_noise): in eager mode only that copy is computed and the other is None."""
     args = (clean, noise.code, list(noise.parameter_ranges()), nz.signed_seed(seed), step, index, out_dtype)
     if torch.compiler.is_compiling():  # torch.compile traces the op
         in_memory = isinstance(step, torch.Tensor)
         y0, y1, keep = triton_noisy_pair(*args[:4], 0 if in_memory else step, index, out_dtype,
                                          step if in_memory else None)
     else:  # eager callers skip custom_op's per-call dispatch (tens of microseconds: longer than a small launch)
-        y0, y1, keep = launch(*args)
+        y0, y1, keep = launch(*args, copy=2 if stream is None else stream)
     return y0, y1, (keep if noise.code == nz.BERNOULLI else None)
