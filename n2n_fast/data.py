@@ -24,6 +24,7 @@ from .axes import check_axes, infer_axes, to_stack
 from .conventions import uint_peak
 from .io import SUPPORTED as IMAGE_SUFFIXES  # a folder's images: what io reads
 from .philox import host_words, philox_words
+from .value_range import check_unit_max, refuse_integers, scaling
 
 DATA_KEY = 0x5A7A_5EED_C0FF_EE00  # below 2**63: keys travel as int64 into the extension
 SAMPLE, PAIR, NEIGHBOR = 0, 1, 2
@@ -32,8 +33,9 @@ SAMPLE, PAIR, NEIGHBOR = 0, 1, 2
 NEIGHBOR_PAIRS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 3), (3, 1), (2, 3), (3, 2))
 
 
-def _as_image(array, where):
-    """(H, W, C) array kept in its compact dtype (uint8, uint16) or float32; errors name `where`."""
+def _as_image(array, where, value_range=None):
+    """(H, W, C) array kept in its compact dtype (uint8, uint16) or float32 in [0, 1] units (value_range: checked,
+    n2n_fast/value_range.py); errors name `where`."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{where}: expected a numpy array or an image path, got {type(array).__name__}")
     if array.ndim == 2:
@@ -41,16 +43,21 @@ def _as_image(array, where):
     if array.ndim != 3 or min(array.shape) == 0:
         raise ValueError(f"{where}: an image must be (H, W) or (H, W, C), got shape {array.shape}")
     if array.dtype in (np.uint8, np.uint16):
+        refuse_integers(value_range, array.dtype, where)
         return array if isinstance(array, np.memmap) else np.ascontiguousarray(array)  # a memmap stays on disk
     if array.dtype.kind != "f":
         raise TypeError(f"{where}: image dtype must be uint8, uint16 or float (values in [0, 1]), got {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         raise ValueError(f"{where}: image contains NaN or Inf")
+    if isinstance(value_range, tuple):  # the data's units -> [0, 1], the units the network and the noise work in
+        low, scale = scaling(value_range)
+        return (array - np.float32(low)) / np.float32(scale)
+    check_unit_max(float(array.max()), value_range, where)
     return array
 
 
-def _read(path, where, axes):
+def _read(path, where, axes, value_range=None):
     """The 2-D images of one file (one, or each slice of a Z/T stack) as compact (H, W, C) arrays."""
     from .io import read_stack
 
@@ -60,44 +67,46 @@ def _read(path, where, axes):
         raise ValueError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise ValueError(f"{where}: cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from exc
-    return [_as_image(image, f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else ""))
+    return [_as_image(image, f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else ""), value_range)
             for z, image in enumerate(stack)]
 
 
-def _array_images(array, where, axes):
+def _array_images(array, where, axes, value_range=None):
     if axes is None and array.ndim == 4:  # an (N, H, W, C) stack, as before axes existed
-        return [_as_image(image, f"{where}[{i}]") for i, image in enumerate(array)]
+        return [_as_image(image, f"{where}[{i}]", value_range) for i, image in enumerate(array)]
     if axes is None:  # (H, W) or (H, W, C) with C <= 4; a (4, 256, 256) array must say what it is
         if array.ndim == 3:
             infer_axes(array.shape, name=where)
-        return [_as_image(array, where)]
+        return [_as_image(array, where, value_range)]
     stack = to_stack(array, check_axes(axes, array.shape))
-    return [_as_image(image, f"{where}[{i}]" if len(stack) > 1 else where) for i, image in enumerate(stack)]
+    return [_as_image(image, f"{where}[{i}]" if len(stack) > 1 else where, value_range)
+            for i, image in enumerate(stack)]
 
 
-def load_images(source, name, axes=None):
+def load_images(source, name, axes=None, value_range=None):
     """A list of (H, W, C) arrays from a folder, an image path, a list of paths/arrays, or an array. Z/T stacks
     (axes such as "ZYX", n2n_fast/axes.py) become one 2-D image per slice.
 
-    An array without axes is one image when 2-D (H, W) or 3-D (H, W, C), a stack when 4-D (N, H, W, C)."""
+    An array without axes is one image when 2-D (H, W) or 3-D (H, W, C), a stack when 4-D (N, H, W, C).
+    value_range: the stated range of float images, checked (n2n_fast/value_range.py)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise ValueError(f"{name}: folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            return [image for i, p in enumerate(files) for image in _read(p, f"{name}[{i}]", axes)]
+            return [image for i, p in enumerate(files) for image in _read(p, f"{name}[{i}]", axes, value_range)]
         if not path.exists():
             raise ValueError(f"{name}: {str(path)!r} does not exist")
-        return _read(path, name, axes)
+        return _read(path, name, axes, value_range)
     if isinstance(source, np.ndarray):
-        return _array_images(source, name, axes)
+        return _array_images(source, name, axes, value_range)
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError(f"{name}: empty list of images")
         return [image for i, item in enumerate(source)
-                for image in (_read(item, f"{name}[{i}]", axes) if isinstance(item, (str, os.PathLike))
-                              else _array_images(item, f"{name}[{i}]", axes))]
+                for image in (_read(item, f"{name}[{i}]", axes, value_range) if isinstance(item, (str, os.PathLike))
+                              else _array_images(item, f"{name}[{i}]", axes, value_range))]
     raise TypeError(f"{name}: expected a folder, an image path, a list of paths or arrays, or a numpy array; "
                     f"got {type(source).__name__}")
 
@@ -118,13 +127,13 @@ def _scale(array):
     return float(uint_peak(array.dtype) or 1.0)
 
 
-def training_stores(data, pairs, crop, device, axes=None):
+def training_stores(data, pairs, crop, device, axes=None, value_range=None):
     """(stores, images of the first realisation): the training images decoded once and checked (aligned pairs,
     one channel count, each at least crop x crop), kept compact on `device`."""
     if pairs is not None:
         if not isinstance(pairs, (tuple, list)) or len(pairs) < 2:
             raise ValueError(f"pairs: expected a tuple of >= 2 aligned sources, got {type(pairs).__name__}")
-        realisations = [load_images(source, f"pairs[{k}]", axes) for k, source in enumerate(pairs)]
+        realisations = [load_images(source, f"pairs[{k}]", axes, value_range) for k, source in enumerate(pairs)]
         first = [i.shape for i in realisations[0]]
         for k, images in enumerate(realisations[1:], 1):
             mine = [i.shape for i in images]
@@ -136,12 +145,12 @@ def training_stores(data, pairs, crop, device, axes=None):
                 raise ValueError(f"pairs[{k}]: the same images as pairs[0]; Noise2Noise needs two independent noisy "
                                  "realisations of each scene (identical pairs teach the identity map)")
     else:
-        realisations = [load_images(data, "data", axes)]
+        realisations = [load_images(data, "data", axes, value_range)]
     check_images(realisations[0], "pairs[0]" if pairs is not None else "data", crop)
     return [ImageStore(images, device) for images in realisations], realisations[0]
 
 
-def validation_pairs(val, noise, channels, device, seed, axes=None):
+def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=None):
     """[(noisy, clean)] (1, C, H, W) float32 tensors on `device`: val's clean images noised once with `noise`
     (seed `seed`, step 0, image index as the sample index: fixed across runs), or val = (noisy, clean) as given."""
     if val is None:
@@ -149,12 +158,12 @@ def validation_pairs(val, noise, channels, device, seed, axes=None):
     from .noise import add_noise
 
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
-    clean_images = load_images(val_clean, "val", axes)
+    clean_images = load_images(val_clean, "val", axes, value_range)
     check_images(clean_images, "val")
     if clean_images[0].shape[2] != channels:
         raise ValueError(f"val: images have {clean_images[0].shape[2]} channels, the training data {channels}")
     clean_store = ImageStore(clean_images, device)
-    noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes), device)
+    noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes, value_range), device)
     if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
         raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
     fixed = None if noise is None else validation_noise(noise)

@@ -33,6 +33,7 @@ from .conventions import precision_name, psnr
 from .device_crops import DeviceCrops
 from .noise import add_noise, noisy_pair
 from .unet import UNet
+from .value_range import check_value_range
 
 VAL_SEED = 2018  # validation noise is fixed across runs and seeds, so PSNR curves are comparable
 BETAS, EPS = (0.9, 0.99), 1e-8  # the paper's Adam settings
@@ -463,7 +464,7 @@ def _loop(run, train_args, history, best_psnr, start, out_dir, val_pairs, world,
 def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", steps, batch_size=4, crop=256,
           lr=3e-4, seed=0, out_dir, resume=False, val=None, device=None, precision="auto", compile=False,
           features=48, rampdown=0.3, neighbor_weight=2.0, log_every=10, val_every=None, checkpoint_every=1000,
-          channels_last=None, progress=True, plot=None, overwrite=False, axes=None, graph="auto"):
+          channels_last=None, progress=True, plot=None, overwrite=False, axes=None, graph="auto", value_range=None):
     """Train a U-Net denoiser; returns a TrainResult (.model, .history, .checkpoint, .best_checkpoint).
 
     data / pairs / val: a folder, an image path, a list of paths or (H, W[, C]) arrays, or an array ((N, H, W, C)
@@ -472,6 +473,8 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
       (noisy, clean); validation PSNR is relative to each clean image's range (max - min).
     axes: the layout of the files and arrays given ("YX", "YXC", "CYX", "ZYX", "TYX", "ZYXC", ...; see
       n2n_fast/axes.py): Z/T stacks train as sets of 2-D images; ambiguous 3-D/4-D data without it is refused.
+    value_range: the range of float images (n2n_fast/value_range.py): None ([0, 1]; a maximum above 4 is refused),
+      (low, high) (scaled to [0, 1] on the way in; noise levels stay in [0, 1] units) or "hdr" (as they are).
     noise: an n2n_fast.noise model (Gaussian, Poisson, ...); needed with `data` unless targets="neighbor" on data
       that is already noisy. loss: "l2" | "l1" | "l0" (gamma annealed 2 -> 0) | "hdr".
     steps, batch_size (per rank), crop (square, pixels), lr (Adam, cos² ramp-down over the last `rampdown`), seed.
@@ -489,15 +492,16 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     bitwise) and raise TrainingInterrupted. A non-finite loss (seen at log steps) stops with FloatingPointError,
     keeping the last good checkpoint."""
     precision = _check_arguments(locals())
+    value_range = check_value_range(value_range)
     val_every = checkpoint_every if val_every is None else val_every
     plot = _plot_wanted(plot)
     _check_run_folder(out_dir, resume, overwrite)
     rank, world, device, started = _distributed(device)
-    stores, images = training_data.training_stores(data, pairs, crop, device, axes)
+    stores, images = training_data.training_stores(data, pairs, crop, device, axes, value_range)
     channels = images[0].shape[2]
     if noise is not None:  # the noise model checks its own parameters; fail here, before any training
         noisy_pair(torch.rand(1, channels, 4, 4, device=device), noise, seed=seed)
-    val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED, axes)
+    val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED, axes, value_range)
     _writable(out_dir)
     out_dir = Path(out_dir)
     if overwrite and not resume:
@@ -512,7 +516,7 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
                   "batch_size": batch_size, "world_size": world, "crop": crop, "lr": lr, "rampdown": rampdown,
                   "seed": seed, "noise": repr(noise), "features": features, "precision": str(amp or "float32"),
                   "neighbor_weight": neighbor_weight, "data": training_data.describe(images),
-                  "realisations": len(stores)}
+                  "realisations": len(stores), "value_range": value_range}
     start, history, best_psnr = 0, [], None
     if resume and (out_dir / "last.pt").exists():
         start, history, best_psnr = _resume(net, optimizer, out_dir / "last.pt", train_args)

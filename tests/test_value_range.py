@@ -44,3 +44,34 @@ def test_denoise_range_refused_for_integers_and_integer_out(model):
         n2n_fast.denoise(model, (_image() * 255).astype(np.uint8), value_range=(0, 255))
     with pytest.raises(ValueError, match=r"out: value_range=.*uint8 out cannot hold"):
         n2n_fast.denoise(model, _image() * 255, value_range=(0, 255), out=np.empty((70, 90), np.uint8))
+
+
+def _train(tmp_path, data, **kwargs):
+    return n2n_fast.train(data=data, noise=n2n_fast.noise.Gaussian(0.1), steps=2, batch_size=2, crop=32,
+                          features=8, out_dir=tmp_path / "run", device="cpu", progress=False, plot=False, **kwargs)
+
+
+def test_train_refuses_0_255_floats_without_a_range(tmp_path):
+    with pytest.raises(ValueError, match=r"data: float pixels reach 25\d.*value_range=\(low, high\)"):
+        _train(tmp_path, _image(shape=(40, 40)) * 255)
+
+
+def test_train_in_the_stated_units_trains_as_unit_data(tmp_path):
+    image = _image(shape=(40, 40))
+    unit = _train(tmp_path / "a", image)
+    levels = _train(tmp_path / "b", image * 255, value_range=(0, 255))
+    assert abs(unit.history[-1]["loss"] - levels.history[-1]["loss"]) < 1e-4 * unit.history[-1]["loss"]
+    assert torch.load(levels.checkpoint, weights_only=True)["train_args"]["value_range"] == (0.0, 255.0)
+    _train(tmp_path / "c", image * 10, value_range="hdr")  # HDR floats above 4 are taken as they are
+
+
+@pytest.mark.parametrize("bad, error", [((255, 0), ValueError), ((0, float("nan")), ValueError), ("rgb", ValueError),
+                                        (255, TypeError), ([0, 1, 2], TypeError), ((True, 2), TypeError)])
+def test_bad_value_range_refused_by_train(tmp_path, bad, error):
+    with pytest.raises(error, match=r"value_range: .*accepted: None"):
+        _train(tmp_path, _image(shape=(40, 40)), value_range=bad)
+
+
+def test_train_range_refused_for_integer_images(tmp_path):
+    with pytest.raises(ValueError, match=r"value_range: \(0.0, 255.0\) was given but data holds uint8 pixels"):
+        _train(tmp_path, (_image(shape=(40, 40)) * 255).astype(np.uint8), value_range=(0, 255))
