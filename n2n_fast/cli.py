@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .conventions import BLEND_MODES, LOSS_KINDS, PRECISIONS, TRAIN_TARGETS, __version__
+from .conventions import BLEND_MODES, LOSS_KINDS, PRECISIONS, TRAIN_TARGETS, VALUE_RANGE_HELP, __version__
 from .extras import MissingExtra
 
 
@@ -78,6 +78,19 @@ def parse_noise(text, sigma_unit=255.0, peak=None):
     return model(*values)
 
 
+def parse_range(text):
+    """--range: None, "hdr" or LOW,HIGH -> value_range (n2n_fast/value_range.py), checked; errors name --range."""
+    from .value_range import check_value_range
+
+    if text is None or text.strip().lower() == "hdr":
+        return None if text is None else "hdr"
+    try:
+        bounds = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--range: expected LOW,HIGH (e.g. 0,255) or hdr, got {text!r}") from None
+    return check_value_range(bounds if len(bounds) == 2 else text, name="--range")
+
+
 def _noise_from_args(args):
     """--noise in the units --noise-units names (default: the training data's own: 8-bit levels for uint8 images,
     16-bit counts for uint16, [0, 1] for floats); --gain (counts per photon) sets a Poisson peak of full scale /
@@ -98,7 +111,11 @@ def _noise_from_args(args):
         raise ValueError(f"--gain: expected > 0 on uint8/uint16 data (a peak of full scale / gain), got "
                          f"{args.gain} on {'float' if full_scale == 1.0 else 'unknown'} data")
     peak = full_scale / args.gain if args.gain is not None else None
-    model = parse_noise(args.noise, SIGMA_UNITS[units], peak)
+    sigma_unit = SIGMA_UNITS[units]
+    if args.noise_units == "data" and full_scale == 1.0 and isinstance(args.value_range, tuple):
+        sigma_unit = args.value_range[1] - args.value_range[0]  # floats in LOW..HIGH: sigmas in those units
+        units = f"--range {args.value_range[0]:g},{args.value_range[1]:g}"
+    model = parse_noise(args.noise, sigma_unit, peak)
     print(f"noise: {model} in [0, 1] units (--noise read in {units} units"
           + (f"; peak {peak:g} = full scale {full_scale:g} / gain {args.gain:g}" if peak else "") + ")")
     return model
@@ -133,13 +150,14 @@ def _cmd_train(args):
     if args.pairs and args.noise:
         raise ValueError(f"--noise: {args.noise!r} would be ignored: --pairs trains on real noisy pairs; drop one")
     val = (_source(args.val_noisy), _source(args.val)) if args.val_noisy else _source(args.val)
+    args.value_range = parse_range(args.range)
     result = train(data=_source(args.data), pairs=tuple(args.pairs) if args.pairs else None,
                    noise=_noise_from_args(args), targets=args.targets, loss=args.loss,
                    steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
                    out_dir=args.out, resume=args.resume, val=val, device=args.device, precision=args.precision,
                    compile=args.compile, features=args.features, log_every=args.log_every,
                    val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
-                   overwrite=args.overwrite, axes=args.axes)
+                   overwrite=args.overwrite, axes=args.axes, value_range=args.value_range)
     last = result.history[-1] if result.history else {}
     print(f"trained {last.get('step', 0)} steps; last loss {last.get('loss', float('nan')):.5g}"
           + (f", val PSNR {last['val_psnr']:.2f} dB" if last.get("val_psnr") is not None else "")
@@ -189,7 +207,7 @@ def _denoise_zarr(args, model, device):
     target = denoise_zarr(model, args.input, args.output, axes=args.axes, overwrite=args.overwrite, tile=args.tile,
                           overlap=args.overlap, memory_budget=args.memory_budget, batch_size=args.batch_size,
                           blend=args.blend, precision=args.precision, device=device,
-                          progress=None if not args.quiet else False)
+                          progress=None if not args.quiet else False, value_range=parse_range(args.range))
     print(f"{args.input} -> {target}")
     return 0
 
@@ -239,7 +257,20 @@ def _check_outputs(pairs):
             raise ValueError(f"output: cannot write into the folder {target.parent}")
 
 
-def _read_jobs(pairs, axes, stacks, failures):
+def _check_file_range(source, stack, dtype, value_range):
+    """A float file of unstated range that is far above [0, 1], or an integer file given --range, is refused by
+    name (denoise itself sees [0, 1] floats for both and could not tell)."""
+    import numpy as np
+
+    from .value_range import check_unit_max, refuse_integers
+
+    if np.dtype(dtype).kind == "f":
+        check_unit_max(float(stack.max()), value_range, f"input {source}")
+    else:
+        refuse_integers(value_range, dtype, f"input {source}")
+
+
+def _read_jobs(pairs, axes, stacks, failures, value_range=None):
     """(source, target, pixels, dtype) of each single image; Z/T stacks go to `stacks` as (source, target, stack,
     dtype, axes), denoised slice by slice and written back as stacks. A file that cannot be read goes to
     `failures` with its error, and the others go on."""
@@ -248,6 +279,7 @@ def _read_jobs(pairs, axes, stacks, failures):
     for source, target in pairs:
         try:
             stack, dtype, layout = read_stack(str(source), axes)
+            _check_file_range(source, stack, dtype, value_range)
         except (ValueError, TypeError) as exc:
             failures.append((source, exc))
             print(f"{source}: skipped: {exc}", file=sys.stderr)
@@ -285,13 +317,14 @@ def _cmd_denoise(args):
 
     if is_zarr(args.input) or is_zarr(args.output):
         return _denoise_zarr(args, model, device)
+    value_range = parse_range(args.range)
     options = dict(tile=args.tile, overlap=args.overlap, memory_budget=args.memory_budget,
                    batch_size=args.batch_size, blend=args.blend, device=device)
     fits_one_tile = lambda pixels: denoise_plan(model, pixels, **options).plan.count == 1  # noqa: E731
     stacks, failures = [], []
     pairs = _denoise_jobs(args.input, args.output)
     _check_outputs(pairs)
-    jobs = _read_jobs(pairs, args.axes, stacks, failures)
+    jobs = _read_jobs(pairs, args.axes, stacks, failures, value_range)
     for group in _small_image_groups(jobs, fits_one_tile, args.batch_size):
         # a group is one (N, C, H, W) tensor: the tiles of all its images share model calls
         stack = np.stack([pixels.reshape(pixels.shape[:2] + (-1,)) for _, _, pixels, _ in group])
@@ -300,12 +333,12 @@ def _cmd_denoise(args):
         names = group[0][0] if len(group) == 1 else f"{group[0][0]} .. {group[-1][0]} ({len(group)} images)"
         print(f"{names}: {plan.describe()}")
         result = denoise(model, images, precision=args.precision, progress=None if not args.quiet else False,
-                         **options).permute(0, 2, 3, 1).numpy()
+                         value_range=value_range, **options).permute(0, 2, 3, 1).numpy()
         for (source, target, pixels, dtype), denoised in zip(group, result):
             write_image(str(target), denoised.reshape(pixels.shape),
                         dtype=dtype if dtype in (np.uint8, np.uint16) else np.float32)
             print(f"{source} -> {target}")
-    _denoise_stacks(stacks, model, options, args)
+    _denoise_stacks(stacks, model, dict(options, value_range=value_range), args)
     if failures:
         raise ValueError(f"input: {len(failures)} of {len(pairs)} files could not be denoised: "
                          + "; ".join(f"{source.name} ({str(exc)[:120]})" for source, exc in failures[:5])
@@ -349,6 +382,7 @@ def _add_train_parser(sub):
                    help="camera gain in counts per photon: a Poisson peak of full scale / gain (e.g. --noise "
                         "poisson --gain 2 on 16-bit counts)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (else it is refused)")
+    p.add_argument("--range", metavar="LOW,HIGH|hdr", help=VALUE_RANGE_HELP)
     p.add_argument("--axes", default=None,
                    help="layout of the images: YX, YXC, CYX, ZYX, TYX, ZYXC, ... (Z/T stacks train as 2-D images; "
                         "needed when a 3-D file could be a stack or channels)")
@@ -388,6 +422,7 @@ def _add_denoise_parser(sub):
                                   "and written back as a stack; CYX, YXC: channels)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--overwrite", action="store_true", help="Zarr output: replace it when it exists")
+    p.add_argument("--range", metavar="LOW,HIGH|hdr", help=VALUE_RANGE_HELP)
     p.set_defaults(run=_cmd_denoise)
 
 

@@ -226,8 +226,9 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     try:
         with torch.inference_mode(), (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
                                       else contextlib.nullcontext()):
-            _tile_rows(run_model, plan, tuple(view.shape), BandReader(view, device, limit), RowWriter(dest_view, device), ops,
-                       (row_origins, col_origins, all_tiles), batch_size, bf16, model_dtype, bar)
+            _tile_rows(run_model, plan, tuple(view.shape), BandReader(view, device, limit),
+                       RowWriter(dest_view, device), ops, (row_origins, col_origins, all_tiles), batch_size, bf16,
+                       model_dtype, bar)
     finally:
         if was_training:
             run_model.train()

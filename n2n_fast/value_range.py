@@ -45,7 +45,8 @@ def scaling(value_range):
 def refuse_integers(value_range, dtype, where):
     """A value_range applies to float images only: integer pixels are scaled by their own peak."""
     if value_range is not None:
-        raise ValueError(f"value_range: {value_range!r} was given but {where} holds {str(dtype).replace('torch.', '')} pixels, which are "
+        dtype = str(dtype).replace("torch.", "")
+        raise ValueError(f"value_range: {value_range!r} was given but {where} holds {dtype} pixels, which are "
                          f"scaled by their own peak (uint8 / 255, uint16 / 65535); value_range applies to float "
                          f"images only: drop it for integer data")
 

@@ -56,6 +56,12 @@ API_CASES = [
     ("train: object array", lambda t: _train(t, data=np.array([{}], dtype=object)), "data"),
     ("train: int32 image", lambda t: _train(t, data=[IMAGES[0].astype(np.int32)]), "data"),
     ("train: NaN image", lambda t: _train(t, data=[np.full((40, 44), np.nan, np.float32)]), "data"),
+    ("train: 0-255 floats without value_range", lambda t: _train(t, data=[IMAGES[0].astype(np.float32)]),
+     "value_range=(low, high)"),
+    ("train: value_range high below low", lambda t: _train(t, data=[IMAGES[0] / 255.0], value_range=(1, 0)),
+     "value_range: got (1, 0)"),
+    ("train: value_range with uint8 data", lambda t: _train(t, value_range=(0, 255)),
+     "value_range: (0.0, 255.0) was given but data[0] holds uint8"),
     ("train: missing folder", lambda t: _train(t, data=str(t / "nowhere")), "data"),
     ("train: ambiguous stack", lambda t: _train(t, data=np.zeros((4, 40, 44, 5), np.uint8)[..., 0][..., None]
                                                   .squeeze(-1)), "could be a stack"),
@@ -96,6 +102,10 @@ API_CASES = [
                                            n2n_fast.read_image(str(t / "c.png"))), "c.png"),
     ("denoise: empty image", lambda t: n2n_fast.denoise(n2n_fast.UNet(1, features=8), np.zeros((0, 5))),
      "image"),
+    ("denoise: 0-255 floats without value_range", lambda t: n2n_fast.denoise(
+        n2n_fast.UNet(3, features=8), IMAGES[0].astype(np.float32)), "value_range=(low, high)"),
+    ("denoise: value_range not a pair", lambda t: n2n_fast.denoise(
+        n2n_fast.UNet(3, features=8), IMAGES[0] / 255.0, value_range=255), "value_range: got 255"),
     ("denoise: bad batch size", lambda t: n2n_fast.denoise(n2n_fast.UNet(1, features=8), np.zeros((8, 8)),
                                                            batch_size=0), "batch_size"),
 ]
@@ -132,6 +142,14 @@ CLI_CASES = [
                                    "--axes", "QQ", "--out", str(t / "o")], "axes"),
     ("train: gpu device", lambda t: ["train", "--data", _folder(t), "--noise", "gaussian:25", "--steps", "1",
                                      "--device", "gpu", "--out", str(t / "o")], "device"),
+    ("train: bad --range", lambda t: ["train", "--data", _folder(t), "--noise", "gaussian:25", "--steps", "1",
+                                      "--range", "255,0", "--out", str(t / "o")], "--range: got (255.0, 0.0)"),
+    ("train: --range on 8-bit images", lambda t: ["train", "--data", _folder(t), "--noise", "gaussian:25",
+                                                  "--steps", "1", "--crop", "32", "--range", "0,255", "--out",
+                                                  str(t / "o")], "was given but data[0] ("),
+    ("denoise: bad --range", lambda t: ["denoise", "--checkpoint", _checkpoint(t), "--range", "low,high",
+                                        os.path.join(_folder(t), "a.png"), str(t / "out.png")],
+     "--range: expected LOW,HIGH"),
     ("denoise: missing checkpoint", lambda t: ["denoise", "--checkpoint", str(t / "none.pt"),
                                                os.path.join(_folder(t), "a.png"), str(t / "out.png")], "checkpoint"),
 ]

@@ -75,3 +75,37 @@ def test_bad_value_range_refused_by_train(tmp_path, bad, error):
 def test_train_range_refused_for_integer_images(tmp_path):
     with pytest.raises(ValueError, match=r"value_range: \(0.0, 255.0\) was given but data holds uint8 pixels"):
         _train(tmp_path, (_image(shape=(40, 40)) * 255).astype(np.uint8), value_range=(0, 255))
+
+
+def test_cli_denoise_range_gives_results_in_the_files_units(tmp_path, model, capsys):
+    from checkpoints import save_model  # tests/checkpoints.py
+
+    from n2n_fast.cli import main
+
+    checkpoint = str(save_model(model, tmp_path / "m.pt"))
+    image = _image()
+    np.save(tmp_path / "unit.npy", image)
+    np.save(tmp_path / "levels.npy", image * 255)
+    assert main(["denoise", "--checkpoint", checkpoint, str(tmp_path / "unit.npy"), str(tmp_path / "u.npy")]) == 0
+    assert main(["denoise", "--checkpoint", checkpoint, "--range", "0,255", str(tmp_path / "levels.npy"),
+                 str(tmp_path / "l.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "l.npy"), np.load(tmp_path / "u.npy") * 255, rtol=0,
+                               atol=255 * 4e-6)
+    capsys.readouterr()
+    assert main(["denoise", "--checkpoint", checkpoint, str(tmp_path / "levels.npy"), str(tmp_path / "x.npy")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "levels.npy" in err and "--range" in err and "Traceback" not in err and len(err.splitlines()) == 2
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_cli_train_range(tmp_path, capsys):
+    from n2n_fast.cli import main
+
+    np.save(tmp_path / "a.npy", _image(shape=(40, 40)) * 255)
+    argv = ["train", "--data", str(tmp_path / "a.npy"), "--noise", "gaussian:25", "--steps", "1", "--crop", "32",
+            "--features", "8", "--device", "cpu", "--quiet", "--out"]
+    assert main(argv + [str(tmp_path / "refused")]) != 0
+    assert "value_range" in capsys.readouterr().err
+    assert main(argv + [str(tmp_path / "run"), "--range", "0,255"]) == 0
+    out = capsys.readouterr().out
+    assert "sigma=0.098" in out and "--range 0,255" in out  # 25 in the data's 0-255 units is 25/255
