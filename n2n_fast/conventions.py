@@ -41,7 +41,8 @@ VALUE_RANGE_UNIT_MAX = 4.0
 VALUE_RANGE_HELP = (f"range of float images: LOW,HIGH in the data's units (e.g. 0,255: scaled to [0, 1] on the way "
                     f"in, and denoise writes results back in those units) or {VALUE_RANGE_HDR} (taken as they are, "
                     f"values above 1 allowed); default: floats in [0, 1], a maximum above "
-                    f"{VALUE_RANGE_UNIT_MAX:g} refused. Integer images are scaled by their peak and take no --range")
+                    f"{VALUE_RANGE_UNIT_MAX:g} refused. Integer images are scaled by their peak and take no --range. A "
+                    f"negative LOW needs the = form: --range=-1,1")
 
 # ---- training
 TRAIN_TARGETS = ("noisy", "clean", "neighbor")  # synthetic N2N, N2C, Neighbor2Neighbor (pairs= is its own mode)

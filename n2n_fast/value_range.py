@@ -11,6 +11,7 @@ Integer images keep their fixed scaling (x / peak); a value_range given with the
 on top, since (x / 255 - low) / (high - low) is never what was meant.
 """
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ def check_value_range(value_range, name="value_range"):
         raise ValueError(f"{name}: got {value_range!r}; {accepted}")
     if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
         raise TypeError(f"{name}: got {value_range!r}; {accepted}")
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value_range):
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in value_range):
         raise TypeError(f"{name}: low and high must be numbers, got {value_range!r}; {accepted}")
     low, high = (float(v) for v in value_range)
     if not (math.isfinite(low) and math.isfinite(high)) or not low < high:

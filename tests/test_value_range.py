@@ -109,3 +109,9 @@ def test_cli_train_range(tmp_path, capsys):
     assert main(argv + [str(tmp_path / "run"), "--range", "0,255"]) == 0
     out = capsys.readouterr().out
     assert "sigma=0.098" in out and "--range 0,255" in out  # 25 in the data's 0-255 units is 25/255
+
+
+def test_numpy_scalars_are_accepted_as_a_range():
+    from n2n_fast.value_range import check_value_range
+
+    assert check_value_range((np.float32(0), np.int64(255))) == (0.0, 255.0)
