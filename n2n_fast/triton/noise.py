@@ -174,12 +174,16 @@ def _(clean, model, params, seed, step, index, out_dtype, step_tensor=None):
 
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, stream=None):
     """(y0, y1, keep or None) for a validated (B, C, H, W) batch (the backend entry of n2n_fast.noise). stream 0
-    or 1 (add_noise): in eager mode only that copy is computed and the other is None."""
+    or 1 (add_noise): in eager mode, for Poisson models, only that copy is computed and the other is None."""
     args = (clean, noise.code, list(noise.parameter_ranges()), nz.signed_seed(seed), step, index, out_dtype)
     if torch.compiler.is_compiling():  # torch.compile traces the op
         in_memory = isinstance(step, torch.Tensor)
         y0, y1, keep = triton_noisy_pair(*args[:4], 0 if in_memory else step, index, out_dtype,
                                          step if in_memory else None)
     else:  # eager callers skip custom_op's per-call dispatch (tens of microseconds: longer than a small launch)
-        y0, y1, keep = launch(*args, copy=2 if stream is None else stream)
+        # One copy only for the Poisson models, where it halves the sampler's work and registers (205 -> 106 on
+        # sm_90). The cheap models keep the pair kernel: their one-copy variant for Bernoulli with bf16/fp16 output
+        # spilled 4 B on sm_90 in the dry run, and computing both copies there costs one Philox call either way.
+        one_copy = stream is not None and noise.code in (nz.POISSON, nz.POISSON_GAUSSIAN)
+        y0, y1, keep = launch(*args, copy=stream if one_copy else 2)
     return y0, y1, (keep if noise.code == nz.BERNOULLI else None)
