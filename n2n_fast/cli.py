@@ -265,7 +265,7 @@ def _check_file_range(source, stack, dtype, value_range):
     from .value_range import check_unit_max, refuse_integers
 
     if np.dtype(dtype).kind == "f":
-        check_unit_max(float(stack.max()), value_range, f"input {source}")
+        check_unit_max(stack, value_range, f"input {source}")
     else:
         refuse_integers(value_range, dtype, f"input {source}")
 

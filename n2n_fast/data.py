@@ -53,7 +53,7 @@ def _as_image(array, where, value_range=None):
     if isinstance(value_range, tuple):  # the data's units -> [0, 1], the units the network and the noise work in
         low, scale = scaling(value_range)
         return (array - np.float32(low)) / np.float32(scale)
-    check_unit_max(float(array.max()), value_range, where)
+    check_unit_max(array, value_range, where)
     return array
 
 

@@ -79,10 +79,13 @@ def denoise_limit(value_range, dtype, out_dtype=None):
     return UNIT_MAX if value_range is None else None
 
 
-def check_unit_max(found_max, value_range, where):
-    """Refuse float data whose maximum says it is not in [0, 1] units when no range was stated."""
-    if value_range is None and found_max > UNIT_MAX:
-        refuse_unstated(float(found_max), where)
+def check_unit_max(array, value_range, where):
+    """Refuse float data whose maximum says it is not in [0, 1] units when no range was stated (the maximum, a
+    pass over the data, is read only then)."""
+    if value_range is None and array.size:
+        found_max = float(array.max())
+        if found_max > UNIT_MAX:
+            refuse_unstated(found_max, where)
 
 
 class InUnits(torch.nn.Module):
