@@ -9,13 +9,17 @@ Triton's argument binding. What a GPU would spend in the kernels is not here. Re
 Rows: the ops of one synthetic N2N step outside the network (input noise, fused objective forward and backward) at
 the paper's batch 4x3x128x128 in bf16 (what autocast hands the loss), with the Triton launches they make; and one
 whole train() step of a tiny U-Net (features 8 on 4x3x32x32, where the network's CPU time is small), whose launches
-per step are what a CUDA graph would capture.
+per step are what a CUDA graph would capture; and the per-call host cost of the eager public ops on 1x1x8x8
+tensors (launch overhead only), each beside what a user writes by hand, timed in the same test: `noisy_pair` beside
+`x + sigma * torch.randn_like(x)` twice, `l2_loss` forward+backward beside `F.mse_loss`'s, `n2n_loss` beside
+`l2_loss` (issue 13's targets: 40 us, +20 us, +20 us). `extra_info` holds host_us, the baseline's, the difference.
 """
 import os
 import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import n2n_fast
 
@@ -65,3 +69,33 @@ def test_train_step_launches(benchmark, tmp_path):
     benchmark.extra_info.update(op="train() steps of a tiny U-Net, dry run (4 steps per round)", size="4x3x32x32",
                                 impl="defaults", device="dry run",
                                 launches_per_step=len(made) / 4)  # includes train()'s one noise-model probe
+
+
+_X = torch.rand(1, 1, 8, 8)
+_PRED = torch.rand(1, 1, 8, 8, requires_grad=True)
+_TARGET = torch.rand(1, 1, 8, 8)
+_SIGMA = 25 / 255
+_HOST_OPS = {
+    "randn_like pair": lambda: (_X + _SIGMA * torch.randn_like(_X), _X + _SIGMA * torch.randn_like(_X)),
+    "noisy_pair": lambda: n2n_fast.noisy_pair(_X, n2n_fast.Gaussian(_SIGMA), seed=0, step=3, check_finite=False),
+    "F.mse_loss fwd+bwd": lambda: F.mse_loss(_PRED, _TARGET).backward(),
+    "l2_loss fwd+bwd": lambda: n2n_fast.l2_loss(_PRED, _TARGET).backward(),
+    "n2n_loss fwd+bwd": lambda: n2n_fast.n2n_loss(_PRED, _X, n2n_fast.Gaussian(_SIGMA), seed=0, step=3).backward(),
+}
+_BASELINE = {"noisy_pair": "randn_like pair", "l2_loss fwd+bwd": "F.mse_loss fwd+bwd",
+             "n2n_loss fwd+bwd": "l2_loss fwd+bwd"}
+
+
+@pytest.mark.parametrize("op", sorted(_BASELINE))
+def test_op_host_time(benchmark, op):
+    torch.set_num_threads(1)
+    run, baseline = _HOST_OPS[op], _HOST_OPS[_BASELINE[op]]
+    with dryrun.recording() as made:
+        run()  # compiles outside the timing
+    with dryrun.quiet():
+        benchmark.pedantic(run, rounds=200, iterations=5, warmup_rounds=20)
+        baseline_us = dryrun.host_seconds(baseline, repeat=1000) * 1e6
+        host_us = dryrun.host_seconds(run, repeat=1000) * 1e6  # the same estimator as the baseline's
+    benchmark.extra_info.update(op=f"{op}, host time per call, dry run", size="1x1x8x8", impl="triton",
+                                device="dry run", launches=len(made), host_us=host_us,
+                                baseline=_BASELINE[op], baseline_us=baseline_us, excess_us=host_us - baseline_us)

@@ -82,6 +82,9 @@ def _level(name, value, *, lower, upper=math.inf, open_lower=False):
     return _f32(name, float(low), value), _f32(name, float(high), value)
 
 
+_FIELD_NAMES = {}  # model class -> its dataclass field names
+
+
 class _Model:
     """A noise model: frozen parameters, each validated by its BOUNDS entry (keyword arguments of _level)."""
     BOUNDS = {}
@@ -95,10 +98,13 @@ class _Model:
     def parameter_ranges(self):
         """(a_low, a_high, b_low, b_high) float32 values of the model's parameters (b unused: 0). Validated once
         per set of parameter values and cached: the launchers call this on every step."""
-        values = tuple(getattr(self, spec.name) for spec in fields(self))
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:  # dataclasses.fields() costs microseconds; the names never change
+            names = _FIELD_NAMES[type(self)] = tuple(spec.name for spec in fields(self))
+        values = tuple(getattr(self, name) for name in names)
         cached = self.__dict__.get("_ranges")
         if cached is None or cached[0] != values:
-            pairs = [self._check(spec.name) for spec in fields(self)]
+            pairs = [self._check(name) for name in names]
             b = pairs[1] if len(pairs) > 1 else (0.0, 0.0)
             cached = (values, pairs[0] + b)
             object.__setattr__(self, "_ranges", cached)  # frozen dataclass: the cache is not a field

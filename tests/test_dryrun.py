@@ -263,6 +263,36 @@ def test_train_step_makes_no_host_sync(dry_run, tmp_path, monkeypatch, mode, kwa
                    progress=False, plot=False, log_every=100)
 
 
+class OpRecorder(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the aten ops run inside the block: on a GPU each fill or copy is a launch of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("op", ["l2_loss", "n2n_loss", "noisy_pair"])
+def test_public_ops_fill_nothing_they_then_overwrite(dry_run, op):
+    """The reduced losses' 0-d outputs are written by the finishing kernel, not filled first; the noisy pair fills
+    nothing. Forward and backward, reduction "mean"."""
+    clean = _sample(torch.float32)
+    noise = n2n_fast.Gaussian(0.1)
+    pred = _sample(torch.float32).requires_grad_()
+    one = torch.ones(())  # autograd's implicit grad_output would be a ones_like of its own
+    run = {"l2_loss": lambda: n2n_fast.l2_loss(pred, clean).backward(one),
+           "n2n_loss": lambda: n2n_fast.n2n_loss(pred, clean, noise, seed=1, step=2).backward(one),
+           "noisy_pair": lambda: n2n_fast.noisy_pair(clean, noise, seed=1, step=2, check_finite=False)}[op]
+    run()  # compiles
+    with dry_run.quiet(), OpRecorder() as seen:  # quiet: the harness zeroes nothing
+        run()
+    fills = [name for name in seen.names if name in ("fill_", "ones", "ones_like", "full", "zeros", "zero_", "copy_")]
+    assert not fills, f"{op}: {fills} (all ops: {seen.names})"
+
+
 # ---------------------------------------------------------------- what ptxas says of every specialisation compiled
 
 def test_every_compiled_specialisation_spills_nothing(dry_run):

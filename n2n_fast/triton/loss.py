@@ -165,27 +165,31 @@ def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
     grid = (triton.cdiv(cols, BLOCK), rows)
     programs = grid[0] * grid[1]
     reduce_ = reduction != "none"
-    values = torch.empty((0,), dtype=torch.float32, device=pred.device)
-    partials = counts = values
+    dummy = pred_w  # unused pointer arguments still need a tensor: no allocation for them
+    values = partials = counts = dummy
     if reduce_:
         partials = output(torch.empty(programs, dtype=torch.float32, device=pred.device))
         if mode != MASK_NONE:
             counts = output(torch.empty(programs, dtype=torch.int32, device=pred.device))
     else:
         values = output(torch.empty_like(pred, dtype=torch.float32))
-    dummy = pred_w  # unused pointer arguments still need a tensor
     with on_device(pred):
         _loss_kernel[grid](
-            pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy,
-            values if not reduce_ else dummy, partials if reduce_ else dummy, counts if counts.numel() else dummy,
-            cols, channels, float(gamma), float(eps), bool(need_grad),
+            pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy, values, partials,
+            counts, cols, channels, float(gamma), float(eps), bool(need_grad),
             KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK, num_warps=NUM_WARPS)
-    scale = torch.ones((), dtype=torch.float32, device=pred.device)
-    if not reduce_:
-        return values, grad, scale
-    out, scale = output(torch.empty_like(scale)), output(scale)
-    _finish_kernel[(1,)](partials, counts if counts.numel() else partials, programs, pred.numel(), out, scale,
-                         MEAN=reduction == "mean", MASKED=mode != MASK_NONE, BLOCK=FINISH_BLOCK)
+    return finish(partials, counts, programs, pred, values, grad, reduction, mode != MASK_NONE)
+
+
+def finish(partials, counts, programs, pred, values, grad, reduction, masked):
+    """(loss, grad, scale) from a loss kernel's per-program partials (reduction "mean" / "sum"), or (values,
+    grad, 1) for "none". The scale is written by the finishing kernel, not filled first (a fill is a launch)."""
+    if reduction == "none":
+        return values, grad, torch.ones((), dtype=torch.float32, device=pred.device)
+    out = output(torch.empty((), dtype=torch.float32, device=pred.device))
+    scale = output(torch.empty((), dtype=torch.float32, device=pred.device))
+    _finish_kernel[(1,)](partials, counts if masked else partials, programs, pred.numel(), out, scale,
+                         MEAN=reduction == "mean", MASKED=masked, BLOCK=FINISH_BLOCK)
     return out, grad, scale
 
 

@@ -135,25 +135,22 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     programs = grid[0] * grid[1]
     reduce_ = reduction != "none"
     device = pred.device
-    values = output(torch.empty(pred.shape if not reduce_ else (0,), dtype=torch.float32, device=device))
-    partials = output(torch.empty(programs if reduce_ else 0, dtype=torch.float32, device=device))
-    counts = output(torch.empty(programs if reduce_ and masked else 0, dtype=torch.int32, device=device))
-    dummy = pred_c  # pointer arguments a flag leaves unused still need a tensor
+    dummy = pred_c  # pointer arguments a flag leaves unused still need a tensor: no allocation for them
+    values = partials = counts = dummy
+    if reduce_:
+        partials = output(torch.empty(programs, dtype=torch.float32, device=device))
+        if masked:
+            counts = output(torch.empty(programs, dtype=torch.int32, device=device))
+    else:
+        values = output(torch.empty(pred.shape, dtype=torch.float32, device=device))
     step, step_ptr, in_memory = step_arguments(step, dummy)
     with on_device(pred):
         _n2n_loss_kernel[grid](
-            pred_c, clean_c, mask_c, grad if need_grad else dummy, values if not reduce_ else dummy,
-            partials if reduce_ else dummy, counts if counts.numel() else dummy,
+            pred_c, clean_c, mask_c, grad if need_grad else dummy, values, partials, counts,
             cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
             step, step_ptr, index, *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked,
             nhwc, KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, STEP_IN_MEMORY=in_memory, num_warps=NUM_WARPS)
-    scale = torch.ones((), dtype=torch.float32, device=device)
-    if not reduce_:
-        return values, grad, scale
-    out, scale = output(torch.empty_like(scale)), output(scale)
-    plain._finish_kernel[(1,)](partials, counts if counts.numel() else partials, programs, pred.numel(), out, scale,
-                               MEAN=reduction == "mean", MASKED=masked, BLOCK=plain.FINISH_BLOCK)
-    return out, grad, scale
+    return plain.finish(partials, counts, programs, pred, values, grad, reduction, masked)
 
 
 # The schema's int is int64: the seed travels as its signed two's complement and is unwrapped in launch().

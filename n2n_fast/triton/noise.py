@@ -13,7 +13,8 @@ import triton.language as tl
 from .. import conventions as nz
 from .buffers import step_arguments
 from .device import on_device
-from .noise_models import BERNOULLI, noisy_copy_values, noisy_pair_values
+from . import constants as K
+from .noise_models import noisy_copy_values, noisy_pair_values
 
 _TL_OUT = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 _alloc = torch.empty  # output allocation; tests swap in a poisoning one so unwritten elements show
@@ -109,7 +110,7 @@ def _noisy_pair_kernel(
         tl.store(y0_ptr + offsets, y0, mask=inside)
     if COPY != 0:
         tl.store(y1_ptr + offsets, y1, mask=inside)
-    if MODEL == BERNOULLI and COPY != 0:
+    if MODEL == K.BERNOULLI and COPY != 0:
         # channel-0 elements carry their pixel's decision
         tl.store(keep_ptr + row.to(tl.int64) * pixels + pos, keep1, mask=pos < pixels)
 
@@ -129,17 +130,18 @@ def block_size(dtype, model):
 
 
 def launch(clean, model, params, seed, step, index, out_dtype, copy=2):
-    """(y0, y1, keep) for a (B, C, H, W) batch; keep is (B, 1, H, W) for Bernoulli, else empty. step: an int or
+    """(y0, y1, keep) for a (B, C, H, W) batch; keep is (B, 1, H, W) for Bernoulli, else None. step: an int or
     a 0-d int64 tensor on the batch's device. copy 0 or 1: only that copy is computed (the other is None, and
-    keep is empty for copy 0)."""
+    keep is None for copy 0)."""
     clean = clean.contiguous()
     batch, channels, height, width = clean.shape
     pixels = height * width
     sample_numel = channels * pixels
     y0 = _alloc(clean.shape, dtype=out_dtype, device=clean.device) if copy != 1 else None
     y1 = _alloc(clean.shape, dtype=out_dtype, device=clean.device) if copy != 0 else None
-    keep_shape = nz.keep_mask_shape(clean.shape, model if copy != 0 else nz.GAUSSIAN)
-    keep = _alloc(keep_shape, dtype=torch.bool, device=clean.device)
+    keep = None  # the kernel stores it for Bernoulli's target only
+    if model == nz.BERNOULLI and copy != 0:
+        keep = _alloc(nz.keep_mask_shape(clean.shape, model), dtype=torch.bool, device=clean.device)
     block, chunks, lean = block_size(clean.dtype, model)
     blocks_per_sample = triton.cdiv(sample_numel, block)
     grid = (batch * blocks_per_sample,)
@@ -151,7 +153,8 @@ def launch(clean, model, params, seed, step, index, out_dtype, copy=2):
     step, step_ptr, in_memory = step_arguments(step, clean)
     with on_device(clean):
         _noisy_pair_kernel[grid](
-            clean, clean if y0 is None else y0, clean if y1 is None else y1, keep, sample_numel, pixels, blocks_per_sample, index, seed, step, step_ptr,
+            clean, clean if y0 is None else y0, clean if y1 is None else y1, clean if keep is None else keep,
+            sample_numel, pixels, blocks_per_sample, index, seed, step, step_ptr,
             a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
             MODEL=model, SCALE_INPUT=clean.dtype in nz.INPUT_SCALE, OUT_DTYPE=_TL_OUT[out_dtype], BLOCK=block,
             CHUNKS=chunks, LEAN=lean, COPY=copy, STEP_IN_MEMORY=in_memory, num_warps=4)
@@ -164,7 +167,10 @@ def triton_noisy_pair(clean: torch.Tensor, model: int, params: Sequence[float], 
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The Triton noisy pair as a torch op: (y0, y1, keep) with keep empty unless model is Bernoulli; the step is
     step_tensor when one is given."""
-    return launch(clean, model, list(params), seed, step if step_tensor is None else step_tensor, index, out_dtype)
+    y0, y1, keep = launch(clean, model, list(params), seed, step if step_tensor is None else step_tensor, index,
+                          out_dtype)
+    return y0, y1, (clean.new_empty(nz.keep_mask_shape(clean.shape, nz.GAUSSIAN), dtype=torch.bool)
+                    if keep is None else keep)
 
 
 @triton_noisy_pair.register_fake

@@ -34,32 +34,14 @@ n2n_fast/reference/noise.py operation for operation; divisions use div_rn so the
 import triton
 import triton.language as tl
 
-from .. import conventions as nz
-
-# n2n_fast/conventions.py's constants as constexpr globals (the only kind of global a jit function may read): a
-# deliberate list of repeated lines, one name each, so every kernel spells them as the conventions do.
-GAUSSIAN = tl.constexpr(nz.GAUSSIAN)
-POISSON = tl.constexpr(nz.POISSON)
-POISSON_GAUSSIAN = tl.constexpr(nz.POISSON_GAUSSIAN)
-BERNOULLI = tl.constexpr(nz.BERNOULLI)
-IMPULSE = tl.constexpr(nz.IMPULSE)
-PURPOSE_MAIN = tl.constexpr(nz.PURPOSE_MAIN)
-PURPOSE_LEVEL = tl.constexpr(nz.PURPOSE_LEVEL)
-PURPOSE_COLOUR = tl.constexpr(nz.PURPOSE_COLOUR)
-PURPOSE_POISSON = tl.constexpr(nz.PURPOSE_POISSON)
-POISSON_MAX_ATTEMPTS = tl.constexpr(nz.POISSON_MAX_ATTEMPTS)
-POISSON_MAX_TERMS = tl.constexpr(nz.POISSON_MAX_TERMS)
-POISSON_SMALL = tl.constexpr(nz.POISSON_SMALL)
-POISSON_NORMAL = tl.constexpr(nz.POISSON_NORMAL)
-U24 = tl.constexpr(2.0**-24)
-TWO_PI = tl.constexpr(6.283185307179586)
-HALF_LOG_2PI = tl.constexpr(0.9189385332046727)
-
+from . import constants as K
+from .constants import DIGEST  # read by name in draw(): keys Triton's cache on K's values (constants.py)
 
 @triton.jit
 def draw(seed, pos, sample, step, purpose):
     """Philox4x32-10 words (uint32 blocks shaped like pos) for counter (pos, sample lo, step, purpose | sample hi
     << 8); pos, sample int64 (scalar or block), purpose int."""
+    tl.static_assert(DIGEST != "", "constants.DIGEST")  # no code: puts the constants' digest in every cache key
     zero = pos.to(tl.uint32) * 0
     c1 = zero + (sample & 0xFFFFFFFF).to(tl.uint32)
     c2 = (zero.to(tl.int64) + step).to(tl.uint32)  # via a tensor: step may arrive as a constexpr (1); no
@@ -71,7 +53,7 @@ def draw(seed, pos, sample, step, purpose):
 @triton.jit
 def uniform(word):
     """u(w) = (w >> 8) * 2**-24 in [0, 1), exact in float32."""
-    return (word >> 8).to(tl.float32) * U24
+    return (word >> 8).to(tl.float32) * K.U24
 
 
 @triton.jit
@@ -120,14 +102,14 @@ def sincos_small(t):
 def box_muller(w0, w1):
     """(r cos(2 pi u1), r sin(2 pi u1)), r = sqrt(-2 log(1 - u0))."""
     r = tl.sqrt_rn(-2.0 * log_positive(1.0 - uniform(w0)))
-    sin, cos = sincos_small(uniform(w1) * TWO_PI)
+    sin, cos = sincos_small(uniform(w1) * K.TWO_PI)
     return r * cos, r * sin
 
 
 @triton.jit
 def levels(seed, step, sample, a_low, a_high, b_low, b_high):
     """Per-sample, per-copy parameters (a0, a1, b0, b1) drawn uniformly in [low, high], shaped like sample."""
-    w0, w1, w2, w3 = draw(seed, sample * 0, sample, step, PURPOSE_LEVEL)
+    w0, w1, w2, w3 = draw(seed, sample * 0, sample, step, K.PURPOSE_LEVEL)
     a_span = a_high - a_low
     b_span = b_high - b_low
     return (a_low + a_span * uniform(w0), a_low + a_span * uniform(w1),
@@ -145,7 +127,7 @@ def log_pmf(k, lam):
     inv = tl.div_rn(tl.full(k.shape, 1.0, tl.float32), x)
     inv2 = inv * inv
     corr = inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0)))
-    big = (x - lam) + k * tl.log(tl.div_rn(lam, x)) - 0.5 * tl.log(x) - HALF_LOG_2PI - corr
+    big = (x - lam) + k * tl.log(tl.div_rn(lam, x)) - 0.5 * tl.log(x) - K.HALF_LOG_2PI - corr
     return tl.where(k < 9.0, small, big)
 
 
@@ -174,12 +156,12 @@ def poisson_inversion(lam, u):
     k = tl.zeros(lam.shape, tl.float32)
     p = tl.exp(-lam)
     cdf = p
-    more = (u > cdf) & (k < POISSON_MAX_TERMS)
+    more = (u > cdf) & (k < K.POISSON_MAX_TERMS)
     while tl.max(more.to(tl.int32)) > 0:
         k = tl.where(more, k + 1.0, k)
         p = tl.where(more, p * tl.div_rn(lam, tl.maximum(k, 1.0)), p)  # idle lanes (k = 0) would divide by 0
         cdf = tl.where(more, cdf + p, cdf)
-        more = (u > cdf) & (k < POISSON_MAX_TERMS)
+        more = (u > cdf) & (k < K.POISSON_MAX_TERMS)
     return k
 
 
@@ -188,15 +170,15 @@ def ptrs_loop(k, pending, lam, seed, pos, sample, step, COPY: tl.constexpr):
     """PTRS attempts for one copy's pending lanes (words 2 COPY, 2 COPY + 1 of each attempt's draw)."""
     attempt = 0
     while tl.max(pending.to(tl.int32)) > 0:
-        r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON + attempt)
+        r0, r1, r2, r3 = draw(seed, pos, sample, step, K.PURPOSE_POISSON + attempt)
         if COPY == 0:
             cand, ok = ptrs_attempt(lam, uniform(r0), uniform(r1))
         else:
             cand, ok = ptrs_attempt(lam, uniform(r2), uniform(r3))
-        take = pending & (ok | (attempt == POISSON_MAX_ATTEMPTS - 1))
+        take = pending & (ok | (attempt == K.POISSON_MAX_ATTEMPTS - 1))
         k = tl.where(take, cand, k)
         pending = pending & (~take)
-        lam = tl.where(pending, lam, POISSON_SMALL)  # loop-variant: see poisson_pair
+        lam = tl.where(pending, lam, K.POISSON_SMALL)  # loop-variant: see poisson_pair
         attempt += 1
     return k
 
@@ -204,11 +186,11 @@ def ptrs_loop(k, pending, lam, seed, pos, sample, step, COPY: tl.constexpr):
 @triton.jit
 def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
     """Poisson counts (float32) for both copies: inversion / PTRS / normal approximation by mean (noise.py)."""
-    r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON)
-    small0 = lam0 < POISSON_SMALL
-    small1 = lam1 < POISSON_SMALL
-    normal0 = lam0 > POISSON_NORMAL
-    normal1 = lam1 > POISSON_NORMAL
+    r0, r1, r2, r3 = draw(seed, pos, sample, step, K.PURPOSE_POISSON)
+    small0 = lam0 < K.POISSON_SMALL
+    small1 = lam1 < K.POISSON_SMALL
+    normal0 = lam0 > K.POISSON_NORMAL
+    normal1 = lam1 > K.POISSON_NORMAL
     k0 = poisson_inversion(tl.where(small0, lam0, 0.0), uniform(r0))
     k1 = poisson_inversion(tl.where(small1, lam1, 0.0), uniform(r2))
     z0, _s0 = box_muller(r0, r1)
@@ -217,8 +199,8 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
     k1 = tl.where(normal1, tl.maximum(tl.floor(lam1 + tl.sqrt_rn(lam1) * z1 + 0.5), 0.0), k1)
     pending0 = (~small0) & (~normal0)
     pending1 = (~small1) & (~normal1)
-    lam_p0 = tl.where(pending0, lam0, POISSON_SMALL)
-    lam_p1 = tl.where(pending1, lam1, POISSON_SMALL)
+    lam_p0 = tl.where(pending0, lam0, K.POISSON_SMALL)
+    lam_p1 = tl.where(pending1, lam1, K.POISSON_SMALL)
     if LEAN:  # one copy at a time: half the live values, one more Philox call per attempt
         k0 = ptrs_loop(k0, pending0, lam_p0, seed, pos, sample, step, 0)
         k1 = ptrs_loop(k1, pending1, lam_p1, seed, pos, sample, step, 1)
@@ -227,8 +209,8 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
         while tl.max((pending0 | pending1).to(tl.int32)) > 0:
             # Each attempt has its own counter, so every implementation replays the same attempts.
             if attempt > 0:
-                r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON + attempt)
-            last = attempt == POISSON_MAX_ATTEMPTS - 1
+                r0, r1, r2, r3 = draw(seed, pos, sample, step, K.PURPOSE_POISSON + attempt)
+            last = attempt == K.POISSON_MAX_ATTEMPTS - 1
             cand0, ok0 = ptrs_attempt(lam_p0, uniform(r0), uniform(r1))
             cand1, ok1 = ptrs_attempt(lam_p1, uniform(r2), uniform(r3))
             take0 = pending0 & (ok0 | last)
@@ -239,8 +221,8 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
             pending1 = pending1 & (~take1)
             # Finished lanes park at lam = 10: lam becomes loop-variant, so the compiler recomputes the PTRS
             # constants per attempt instead of hoisting a dozen of them per element out of the loop (that spilled).
-            lam_p0 = tl.where(pending0, lam_p0, POISSON_SMALL)
-            lam_p1 = tl.where(pending1, lam_p1, POISSON_SMALL)
+            lam_p0 = tl.where(pending0, lam_p0, K.POISSON_SMALL)
+            lam_p1 = tl.where(pending1, lam_p1, K.POISSON_SMALL)
             attempt += 1
     return k0, k1
 
@@ -249,18 +231,18 @@ def poisson_pair(lam0, lam1, seed, pos, sample, step, LEAN: tl.constexpr):
 def poisson_one(lam, seed, pos, sample, step, COPY: tl.constexpr):
     """Poisson counts (float32) for one copy: poisson_pair's values for that copy, from the same words and
     attempts (attempt 0's words are drawn again by ptrs_loop, as LEAN does)."""
-    r0, r1, r2, r3 = draw(seed, pos, sample, step, PURPOSE_POISSON)
+    r0, r1, r2, r3 = draw(seed, pos, sample, step, K.PURPOSE_POISSON)
     if COPY == 0:
         w_a, w_b = r0, r1
     else:
         w_a, w_b = r2, r3
-    small = lam < POISSON_SMALL
-    normal = lam > POISSON_NORMAL
+    small = lam < K.POISSON_SMALL
+    normal = lam > K.POISSON_NORMAL
     k = poisson_inversion(tl.where(small, lam, 0.0), uniform(w_a))
     z, _s = box_muller(w_a, w_b)
     k = tl.where(normal, tl.maximum(tl.floor(lam + tl.sqrt_rn(lam) * z + 0.5), 0.0), k)
     pending = (~small) & (~normal)
-    return ptrs_loop(k, pending, tl.where(pending, lam, POISSON_SMALL), seed, pos, sample, step, COPY)
+    return ptrs_loop(k, pending, tl.where(pending, lam, K.POISSON_SMALL), seed, pos, sample, step, COPY)
 
 
 @triton.jit
@@ -274,28 +256,28 @@ def noisy_copy_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a
     else:
         a, b = a1, b1
     keep = x == x  # all True (inputs are finite)
-    if MODEL == GAUSSIAN:
-        w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+    if MODEL == K.GAUSSIAN:
+        w0, w1, _w2, _w3 = draw(seed, pos, sample, step, K.PURPOSE_MAIN)
         z0, z1 = box_muller(w0, w1)
         y = x + a * (z0 if COPY == 0 else z1)
-    elif MODEL == POISSON or MODEL == POISSON_GAUSSIAN:
+    elif MODEL == K.POISSON or MODEL == K.POISSON_GAUSSIAN:
         k = poisson_one(a * tl.maximum(x, 0.0), seed, pos, sample, step, COPY)
         y = tl.div_rn(k, a + x * 0.0)
-        if MODEL == POISSON_GAUSSIAN:
-            w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+        if MODEL == K.POISSON_GAUSSIAN:
+            w0, w1, _w2, _w3 = draw(seed, pos, sample, step, K.PURPOSE_MAIN)
             z0, z1 = box_muller(w0, w1)
             y = y + b * (z0 if COPY == 0 else z1)
     else:
         pixels_u32 = (pos * 0 + pixels).to(tl.uint32)  # block-shaped, as pixels may be a constexpr
         pixel = (pos.to(tl.uint32) % pixels_u32).to(tl.int64)
-        _p0, _p1, d0, d1 = draw(seed, pixel, sample, step, PURPOSE_MAIN)
+        _p0, _p1, d0, d1 = draw(seed, pixel, sample, step, K.PURPOSE_MAIN)
         u = uniform(d0 if COPY == 0 else d1)
-        if MODEL == BERNOULLI:
+        if MODEL == K.BERNOULLI:
             keep = u >= a
             y = tl.where(keep, x, 0.0)
         else:
-            tl.static_assert(MODEL == IMPULSE, "unknown noise model code")
-            c0, c1, _c2, _c3 = draw(seed, pos, sample, step, PURPOSE_COLOUR)
+            tl.static_assert(MODEL == K.IMPULSE, "unknown noise model code")
+            c0, c1, _c2, _c3 = draw(seed, pos, sample, step, K.PURPOSE_COLOUR)
             y = tl.where(u < a, uniform(c0 if COPY == 0 else c1), x)
     return y, keep
 
@@ -306,35 +288,35 @@ def noisy_pair_values(x, pos, sample, pixels, seed, step, MODEL: tl.constexpr, a
     """(y0, y1, keep1) for clean float32 values x; see the module docstring for every argument."""
     a0, a1, b0, b1 = levels(seed, step, sample, a_low, a_high, b_low, b_high)
     keep1 = x == x  # all True (inputs are finite)
-    if MODEL == GAUSSIAN:
-        w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+    if MODEL == K.GAUSSIAN:
+        w0, w1, _w2, _w3 = draw(seed, pos, sample, step, K.PURPOSE_MAIN)
         z0, z1 = box_muller(w0, w1)
         y0 = x + a0 * z0
         y1 = x + a1 * z1
-    elif MODEL == POISSON or MODEL == POISSON_GAUSSIAN:
+    elif MODEL == K.POISSON or MODEL == K.POISSON_GAUSSIAN:
         xp = tl.maximum(x, 0.0)
         k0, k1 = poisson_pair(a0 * xp, a1 * xp, seed, pos, sample, step, LEAN)
         y0 = tl.div_rn(k0, a0 + x * 0.0)
         y1 = tl.div_rn(k1, a1 + x * 0.0)
-        if MODEL == POISSON_GAUSSIAN:
-            w0, w1, _w2, _w3 = draw(seed, pos, sample, step, PURPOSE_MAIN)
+        if MODEL == K.POISSON_GAUSSIAN:
+            w0, w1, _w2, _w3 = draw(seed, pos, sample, step, K.PURPOSE_MAIN)
             z0, z1 = box_muller(w0, w1)
             y0 = y0 + b0 * z0
             y1 = y1 + b1 * z1
     else:
         pixels_u32 = (pos * 0 + pixels).to(tl.uint32)  # block-shaped, as pixels may be a constexpr
         pixel = (pos.to(tl.uint32) % pixels_u32).to(tl.int64)  # 32-bit: a sample has < 2**32 elements
-        _p0, _p1, d0, d1 = draw(seed, pixel, sample, step, PURPOSE_MAIN)
+        _p0, _p1, d0, d1 = draw(seed, pixel, sample, step, K.PURPOSE_MAIN)
         u0 = uniform(d0)
         u1 = uniform(d1)
-        if MODEL == BERNOULLI:
+        if MODEL == K.BERNOULLI:
             keep0 = u0 >= a0
             keep1 = u1 >= a1
             y0 = tl.where(keep0, x, 0.0)
             y1 = tl.where(keep1, x, 0.0)
         else:
-            tl.static_assert(MODEL == IMPULSE, "unknown noise model code")
-            c0, c1, _c2, _c3 = draw(seed, pos, sample, step, PURPOSE_COLOUR)
+            tl.static_assert(MODEL == K.IMPULSE, "unknown noise model code")
+            c0, c1, _c2, _c3 = draw(seed, pos, sample, step, K.PURPOSE_COLOUR)
             y0 = tl.where(u0 < a0, uniform(c0), x)
             y1 = tl.where(u1 < a1, uniform(c1), x)
     return y0, y1, keep1
