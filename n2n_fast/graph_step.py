@@ -4,18 +4,19 @@ At the paper's batch the U-Net's own GPU work is a few milliseconds, so the host
 dispatch, Triton's binder, about 80 launches with autocast's casts) decides images/s. A replayed graph launches
 the whole step (crop gather, noise, forward, fused loss, backward, Adam) with one call. What capture requires and
 how it is met:
-- what changes per step is read from device memory, set by a copy before each replay: the step (`run.step_t`,
-  read by the noise kernels and the on-device crop picks, n2n_fast/device_crops.py) and the learning rate (a 0-d
-  tensor that fused, capturable Adam reads);
+- what changes per step is computed on the device from the step (`run.step_t`, the one value written before each
+  replay): the noise kernels and the on-device crop picks read it (n2n_fast/device_crops.py), the L0 exponent and
+  the Neighbor2Neighbor weight are computed from it (n2n_fast/schedule.py), and the learning rate is gathered
+  from a per-step table into the 0-d tensor that fused, capturable Adam reads;
 - gradients exist before capture and are zeroed in place inside the graph (`zero_grad(set_to_none=False)`), so
   backward writes into the same buffers at every replay;
 - autocast runs with `cache_enabled=False` (train() sets it for every step: a cached cast would be freed memory
   when the graph replays);
 - two warm-up steps run on a side stream first (cuDNN and cuBLAS workspaces, Triton compiles, the dispatch cache);
   their effect on the weights and Adam's moments is undone, so a graphed run follows the eager trajectory.
-Refused, with the reason (`refusal`), where a value the step needs is a host number a graph would freeze, or where
-another mechanism owns the step: DistributedDataParallel (torchrun), torch.compile (use mode="reduce-overhead"),
-the annealed L0 loss (gamma), Neighbor2Neighbor (the regulariser's weight), data read from disk (memmaps).
+Refused, with the reason (`refusal`), where another mechanism owns the step or the host must do part of it:
+DistributedDataParallel (torchrun), torch.compile (use mode="reduce-overhead"), data read from disk (memmaps:
+crops are cut on the host).
 Proven without a GPU by the dry run (tests/test_dryrun.py: consecutive steps launch identically, no host sync in
 the step); the replay itself by `pytest -m gpu` (tests/test_graph_step.py).
 """
@@ -32,10 +33,6 @@ def refusal(run, device, world, compiled):
         return "under torchrun the step runs eagerly (DistributedDataParallel's all-reduce is not captured here)"
     if compiled:
         return "compile=True: torch.compile(mode='reduce-overhead') captures graphs itself"
-    if run.loss == "l0":
-        return "the L0 loss's annealed gamma is a host number a graph would freeze"
-    if run.objective.__name__ == "_neighbor2neighbor":
-        return "Neighbor2Neighbor's regulariser weight is a host number a graph would freeze"
     if not run.device_crops:
         return "the training images are read from disk (memmaps), so crops are cut on the host"
     return None
@@ -73,10 +70,16 @@ class GraphedStep:
         """body(run, step) -> loss: the step without its learning-rate update (train.step_body)."""
         self.run = run
         device = run.step_t.device
-        self.lr = torch.full((), schedule.learning_rate(first_step, run.steps, run.lr, run.rampdown),
-                             dtype=torch.float32, device=device)
+        self.rates = schedule.learning_rates(run.steps, run.lr, run.rampdown, device)
+        self.lr = self.rates[first_step].clone()
         for group in run.optimizer.param_groups:
             group["lr"], group["capturable"] = self.lr, True
+        captured = body
+
+        def body(run, step):  # the rate of the device step, gathered inside the graph
+            torch.index_select(self.rates, 0, run.step_t.view(1), out=self.lr.view(1))
+            return captured(run, step)
+
         saved = _snapshot(run)
         run.step_t.fill_(first_step)
         side = torch.cuda.Stream(device)
@@ -91,7 +94,6 @@ class GraphedStep:
             self.loss = body(run, first_step)
 
     def __call__(self, step):
-        self.lr.fill_(schedule.learning_rate(step, self.run.steps, self.run.lr, self.run.rampdown))
         self.run.step_t.fill_(step)
         self.graph.replay()
         return self.loss.detach()

@@ -55,6 +55,18 @@ def _check_positive(name, value, allow_zero):
         raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _check_gamma(gamma, pred):
+    """gamma: a finite number >= 0, or a 0-d float32 tensor on pred's device (train() computes the annealed
+    exponent there from the device step; its value is read by the kernels, never by the host: no sync)."""
+    if isinstance(gamma, torch.Tensor):
+        if gamma.dim() != 0 or gamma.dtype != torch.float32 or gamma.device != pred.device:
+            raise TypeError(f"gamma: a tensor gamma must be a 0-d float32 tensor on {pred.device}, got "
+                            f"{gamma.dtype} of shape {tuple(gamma.shape)} on {gamma.device}")
+        return gamma
+    _check_positive("gamma", gamma, allow_zero=True)
+    return float(gamma)
+
+
 def check_loss_args(pred, target, mask, reduction, target_name="target"):
     """Validate the shared loss arguments (raises TypeError / ValueError naming the argument)."""
     _check_tensor("pred", pred)
@@ -72,7 +84,7 @@ def check_loss_args(pred, target, mask, reduction, target_name="target"):
 def _loss(pred, target, mask, reduction, backend, kind, gamma=0.0, eps=0.0):
     check_loss_args(pred, target, mask, reduction)
     _, impl = _backend.choose("loss", pred.device, backend, pred=pred, target=target)
-    return impl(pred, target, mask, kind=kind, reduction=reduction, gamma=float(gamma), eps=float(eps))
+    return impl(pred, target, mask, kind=kind, reduction=reduction, gamma=gamma, eps=float(eps))
 
 
 def l2_loss(pred, target, *, mask=None, reduction="mean", backend=None):
@@ -88,8 +100,10 @@ def l1_loss(pred, target, *, mask=None, reduction="mean", backend=None):
 def l0_loss(pred, target, *, gamma, eps=1e-8, mask=None, reduction="mean", backend=None):
     """Annealed L0 (|pred - target| + eps)**gamma: impulse noise (learns the mode as gamma -> 0).
 
-    gamma >= 0 (the paper anneals it linearly from 2 to 0 over training); eps > 0 keeps the gradient finite."""
-    _check_positive("gamma", gamma, allow_zero=True)
+    gamma >= 0 (the paper anneals it linearly from 2 to 0 over training), or a 0-d float32 tensor on pred's
+    device holding it (read on the device, unchecked: what train() passes); eps > 0 keeps the gradient finite."""
+    _check_tensor("pred", pred)
+    gamma = _check_gamma(gamma, pred)
     _check_positive("eps", eps, allow_zero=False)
     return _loss(pred, target, mask, reduction, backend, "l0", gamma, eps)
 
@@ -122,13 +136,13 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
     params = {**_KIND_DEFAULTS[kind], **loss_kwargs}
     mask, reduction = params.pop("mask", None), params.pop("reduction", "mean")
     gamma, eps = params.get("gamma", 0.0), params.get("eps", 0.0)
+    _check_tensor("pred", pred)
     if kind == "l0":
-        _check_positive("gamma", gamma, allow_zero=True)
+        gamma = _check_gamma(gamma, pred)
     if kind in ("l0", "hdr"):
         _check_positive("eps", eps, allow_zero=False)
     from .noise import _validate as check_noise_args
 
-    _check_tensor("pred", pred)
     # clean, noise, seed, step, index as noisy_pair checks them; no finiteness scan: it would sync the host
     check_noise_args(clean, noise, seed, step, index, torch.float32, check_finite=False)
     if clean.shape != pred.shape:
@@ -152,7 +166,7 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
         # the reference twin would regenerate the target with the slow reference noise
         return _unfused_n2n_loss(pred, clean, noise, seed, step, index, mask, kind, reduction, gamma, eps)
     return impl(pred, clean, noise, seed=seed, step=step, index=index, mask=mask, kind=kind, reduction=reduction,
-                gamma=float(gamma), eps=float(eps))
+                gamma=gamma, eps=float(eps))
 
 
 def _unfused_n2n_loss(pred, clean, noise, seed, step, index, mask, kind, reduction, gamma, eps):
@@ -162,4 +176,4 @@ def _unfused_n2n_loss(pred, clean, noise, seed, step, index, mask, kind, reducti
     if len(pair) == 3:  # Bernoulli: the target's kept-pixel mask
         mask = pair[2] if mask is None else mask & pair[2]
     _, impl = _backend.choose("loss", pred.device, None, pred=pred, target=pair[1])
-    return impl(pred, pair[1], mask, kind=kind, reduction=reduction, gamma=float(gamma), eps=float(eps))
+    return impl(pred, pair[1], mask, kind=kind, reduction=reduction, gamma=gamma, eps=float(eps))

@@ -224,7 +224,8 @@ def _neighbor2neighbor(run, step, index, picks, extra):
     with torch.no_grad():  # the regulariser's g1(f(y)) - g2(f(y)) is a fixed target (stop gradient)
         f1, f2 = training_data.neighbor_split(run.net(run.network_input(noisy)).float(), choice)
     pred = run.model(run.network_input(g1))
-    weight = schedule.neighbor_weight(step, run.steps, run.neighbor_weight)
+    # the weight from the device step: a replayed graph computes each step's own
+    weight = schedule.neighbor_weight_on_device(run.step_t, run.steps, run.neighbor_weight)
     return run.loss_fn(pred, g2, **extra) + weight * losses.l2_loss(pred, g2 + (f1 - f2))
 
 
@@ -244,7 +245,8 @@ def train_step(run, step):
 
 def step_body(run, step):
     """The step after its learning rate and run.step_t are set: what a CUDA graph captures (graph_step.py)."""
-    extra = {"gamma": schedule.l0_gamma(step, run.steps)} if run.loss == "l0" else {}
+    # the annealed exponent from the device step (read by the loss kernels): a replayed graph anneals it too
+    extra = {"gamma": schedule.l0_gamma_on_device(run.step_t, run.steps)} if run.loss == "l0" else {}
     index = run.rank * run.batch_size  # global index of this rank's first sample in the step
     picks = run.picks(step, index)
     run.optimizer.zero_grad(set_to_none=run.graphed is None and not run.capturing)

@@ -198,15 +198,22 @@ def test_train_every_mode(dry_run, tmp_path, mode, kwargs, precision):
         assert next(name for name, why, _ in rows[op] if why is None) == "triton"
 
 
-def test_train_steps_repeat_their_launches(dry_run, tmp_path):
+REPEAT_MODES = {"n2n": dict(noise=n2n_fast.Gaussian((0.0, 0.2))),
+                "n2n-l0": dict(noise=n2n_fast.Impulse(0.2), loss="l0"),  # the annealed exponent: on the device
+                "neighbor": dict(targets="neighbor", noise=n2n_fast.Gaussian(0.1))}  # the regulariser's weight too
+
+
+@pytest.mark.parametrize("mode", sorted(REPEAT_MODES))
+def test_train_steps_repeat_their_launches(dry_run, tmp_path, mode):
     """Launches per step, recorded for the graph-captured step: the same kernels, grids and argument types at every
-    step (what differs today: the step number, a Python int argument, so a replayed graph would repeat noise)."""
+    step, in each mode graph_step.py captures (a step-dependent Python number among the arguments, as the step, the
+    L0 exponent and the Neighbor2Neighbor weight once were, would be frozen by a replayed graph)."""
     images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
     made = {}
     for steps in (1, 4):
         with dry_run.recording() as made[steps]:
-            n2n_fast.train(data=images, noise=n2n_fast.Gaussian((0.0, 0.2)), steps=steps, batch_size=2, crop=16,
-                           features=8, out_dir=tmp_path / str(steps), progress=False, plot=False, log_every=100)
+            n2n_fast.train(data=images, **REPEAT_MODES[mode], steps=steps, batch_size=2, crop=16, features=8,
+                           out_dir=tmp_path / str(steps), progress=False, plot=False, log_every=100)
     per_step = (len(made[4]) - len(made[1])) // 3
     assert per_step >= 4 and len(made[4]) - len(made[1]) == 3 * per_step
     last = made[4][-3 * per_step:]

@@ -23,8 +23,29 @@ def test_graph_true_is_refused_with_the_reason_where_it_cannot_be(tmp_path):
     assert len(result.history) == 5
 
 
+# the modes whose step-dependent numbers a graph must compute on the device: the step itself (noise, crops), the
+# L0 exponent, the Neighbor2Neighbor weight; and the learning rate in each (TINY's 5 steps ramp it down)
+GRAPH_MODES = {"n2n": {}, "n2n-l0": dict(noise=n2n_fast.Impulse(0.2), loss="l0"),
+               "neighbor": dict(targets="neighbor", noise=n2n_fast.Gaussian(0.1))}
+
+
+def test_every_mode_but_the_host_owned_ones_is_captured():
+    """graph_step.refusal names only what really needs the host or another mechanism (no GPU needed to ask)."""
+    from types import SimpleNamespace
+
+    from n2n_fast import graph_step
+
+    cuda = torch.device("cuda")
+    run = SimpleNamespace(loss="l0", device_crops=[object()], objective=train_module._neighbor2neighbor)
+    assert graph_step.refusal(run, cuda, 1, False) is None
+    assert "torchrun" in graph_step.refusal(run, cuda, 2, False)
+    assert "reduce-overhead" in graph_step.refusal(run, cuda, 1, True)
+    assert "memmaps" in graph_step.refusal(SimpleNamespace(**(vars(run) | {"device_crops": None})), cuda, 1, False)
+
+
 @pytest.mark.gpu
-def test_graph_replays_match_eager_steps_without_host_syncs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", sorted(GRAPH_MODES))
+def test_graph_replays_match_eager_steps_without_host_syncs(tmp_path, monkeypatch, mode):
     """5 replayed steps against 5 eager ones: the same crops and noise (both read the device step), and losses
     equal to float32 rounding with deterministic cuDNN algorithms (rtol 1e-6: a different algorithm choice between
     the two runs would differ at about 1e-4). The replays run under torch.cuda's sync debug mode set to error."""
@@ -38,7 +59,8 @@ def test_graph_replays_match_eager_steps_without_host_syncs(tmp_path, monkeypatc
         finally:
             torch.cuda.set_sync_debug_mode("default")
 
-    eager = n2n_fast.train(out_dir=tmp_path / "eager", graph=False, **TINY)
+    kwargs = TINY | GRAPH_MODES[mode]
+    eager = n2n_fast.train(out_dir=tmp_path / "eager", graph=False, **kwargs)
     monkeypatch.setattr(train_module, "train_step", no_sync)
-    graphed = n2n_fast.train(out_dir=tmp_path / "graph", graph=True, **TINY)
+    graphed = n2n_fast.train(out_dir=tmp_path / "graph", graph=True, **kwargs)
     np.testing.assert_allclose([r["loss"] for r in graphed.history], [r["loss"] for r in eager.history], rtol=1e-6)

@@ -243,7 +243,8 @@ def test_triton_kernels_compile_clean():
     from n2n_fast._backend import OPS
 
     pointers = ("pred_ptr", "target_ptr", "mask_ptr", "grad_ptr", "values_ptr", "partial_ptr", "count_ptr")
-    scalars = {"cols": "i64", "channels": "i64", "gamma": "fp32", "eps": "fp32", "need_grad": "i1"}
+    scalars = {"cols": "i64", "channels": "i64", "gamma": "fp32", "gamma_ptr": "*fp32", "eps": "fp32",
+               "need_grad": "i1", "gamma_in_memory": "i1"}
     combos = [(kind, mode, reduce_) for kind in range(4) for mode in range(3) for reduce_ in (True, False)]
     # fp32 pair for every constexpr combination; every (pred, target) pair of the dispatch's table for one
     accepts = dict(next(impl for impl in OPS["loss"] if impl.backend == "triton").accepts.dtypes)

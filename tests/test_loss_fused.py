@@ -102,8 +102,8 @@ def test_fused_kernels_compile_clean():
 
     scalars = {"cols": "i64", "pixels": "i64", "channels": "i64", "in_scale": "fp32", "seed": "u64", "step": "i64",
                "step_ptr": "*i64", "index": "i64", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32",
-               "gamma": "fp32", "eps": "fp32", "need_grad": "i1", "has_mask": "i1", "reduce": "i1", "masked": "i1",
-               "pred_nhwc": "i1"}
+               "gamma": "fp32", "gamma_ptr": "*fp32", "eps": "fp32", "need_grad": "i1", "gamma_in_memory": "i1",
+               "has_mask": "i1", "reduce": "i1", "masked": "i1", "pred_nhwc": "i1"}
     # every (kind, model) with float32 tensors; every (pred, clean) pair of the dispatch's table for l2 + Gaussian
     accepts = dict(next(impl for impl in OPS["n2n_loss"] if impl.backend == "triton").accepts.dtypes)
     cases = [(kind, noise.code, torch.float32, torch.float32) for kind in range(4) for noise in MODELS]

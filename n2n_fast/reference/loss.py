@@ -36,7 +36,10 @@ def elementwise(pred, target, kind, gamma=0.0, eps=0.0):
     if kind == "l1":
         return d.abs()
     if kind == "l0":
-        return (d.abs() + eps) ** gamma
+        # the exponent as a float32 0-d tensor whether it came as a float or (train()) as a device tensor: one
+        # rounding and one pow for both, so the two forms agree bit for bit, as the kernels' float32 scalar does
+        exponent = gamma if isinstance(gamma, torch.Tensor) else torch.tensor(gamma, dtype=torch.float32)
+        return (d.abs() + eps) ** exponent.to(device=d.device, dtype=dtype)
     if kind == "hdr":
         return d * d / (p.detach() + eps) ** 2
     raise ValueError(f"kind: unknown loss kind {kind!r}; accepted: {', '.join(LOSS_KINDS)}")

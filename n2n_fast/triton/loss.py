@@ -72,14 +72,18 @@ def _loss_kernel(
     count_ptr,  # out, int32 [programs]: per-program kept-element counts (REDUCE and a mask only)
     cols,  # elements per row (all elements when MASK_MODE != MASK_ROWS)
     channels,  # rows sharing one mask row (MASK_ROWS)
-    gamma,  # l0 exponent
+    gamma,  # l0 exponent (when gamma_in_memory is off)
+    gamma_ptr,  # float32 0-d: the l0 exponent (when gamma_in_memory is on: train() anneals it on the device)
     eps,  # l0 / hdr epsilon
     need_grad,  # write grad_ptr (uniform runtime branch: halves the number of specialisations to ship)
+    gamma_in_memory,  # read gamma from gamma_ptr (uniform runtime branch, like need_grad)
     KIND: tl.constexpr,
     MASK_MODE: tl.constexpr,
     REDUCE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
+    if gamma_in_memory:
+        gamma = tl.load(gamma_ptr).to(tl.float32)  # .to: an unused dummy pointer may have another dtype
     col_block = tl.program_id(0)
     row = tl.program_id(1)
     cols_idx = col_block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -156,8 +160,16 @@ def mask_mode(mask, grad):
     return MASK_FULL, in_layout(grad, mask.expand(grad.shape)).view(torch.uint8), 1, grad.numel(), 1
 
 
+def gamma_arguments(gamma, dummy):
+    """(gamma float, gamma pointer, gamma_in_memory) for a float gamma or a 0-d float32 device tensor."""
+    if isinstance(gamma, torch.Tensor):
+        return 0.0, gamma, True
+    return float(gamma), dummy, False
+
+
 def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
-    """Run the loss kernels: (loss, grad or empty, scale); loss is 0-d unless reduction == "none"."""
+    """Run the loss kernels: (loss, grad or empty, scale); loss is 0-d unless reduction == "none". gamma: a float
+    or a 0-d float32 tensor on pred's device."""
     layout = torch.empty_like(pred, device="meta")  # pred's layout made dense; what empty_like gives the grad
     grad = output(torch.empty_like(pred)) if need_grad else pred.new_empty((0,))
     pred_w, target_w = in_layout(layout, pred), in_layout(layout, target)
@@ -173,10 +185,11 @@ def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
             counts = output(torch.empty(programs, dtype=torch.int32, device=pred.device))
     else:
         values = output(torch.empty_like(pred, dtype=torch.float32))
+    gamma, gamma_ptr, gamma_in_memory = gamma_arguments(gamma, dummy)
     with on_device(pred):
         _loss_kernel[grid](
             pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy, values, partials,
-            counts, cols, channels, float(gamma), float(eps), bool(need_grad),
+            counts, cols, channels, gamma, gamma_ptr, float(eps), bool(need_grad), gamma_in_memory,
             KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK, num_warps=NUM_WARPS)
     return finish(partials, counts, programs, pred, values, grad, reduction, mode != MASK_NONE)
 
@@ -195,12 +208,15 @@ def finish(partials, counts, programs, pred, values, grad, reduction, masked):
 
 @torch.library.custom_op("n2n_fast_triton::loss", mutates_args=())
 def _loss_op(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, kind: str, reduction: str,
-             gamma: float, eps: float, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return launch(pred, target, mask, kind, reduction, gamma, eps, need_grad)
+             gamma: float, eps: float, need_grad: bool, gamma_tensor: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Triton loss as a torch op; gamma is gamma_tensor when one is given."""
+    return launch(pred, target, mask, kind, reduction, gamma if gamma_tensor is None else gamma_tensor, eps,
+                  need_grad)
 
 
 @_loss_op.register_fake
-def _loss_fake(pred, target, mask, kind, reduction, gamma, eps, need_grad):
+def _loss_fake(pred, target, mask, kind, reduction, gamma, eps, need_grad, gamma_tensor=None):
     grad = torch.empty_like(pred) if need_grad else pred.new_empty((0,))
     value_shape = torch.empty_like(pred, dtype=torch.float32) if reduction == "none" else pred.new_empty(
         (), dtype=torch.float32)
@@ -215,10 +231,12 @@ def needs_grad(*tensors):
 
 
 def loss(pred, target, mask=None, *, kind="l2", reduction="mean", gamma=0.0, eps=0.0):
-    """The `loss` op on Triton (CUDA tensors; CPU tensors under the interpreter or the dry run). The dispatch
+    """The `loss` op on Triton (CUDA tensors; CPU tensors under the interpreter or the dry run); gamma a float
+    or a 0-d float32 tensor on pred's device. The dispatch
     (n2n_fast/_backend.py) sends only the dtypes the kernel accumulates in float32: float64 goes to the reference,
     which keeps the precision the caller asked for."""
-    args = (pred, target, mask, kind, reduction, float(gamma), float(eps), needs_grad(pred, target))
+    args = (pred, target, mask, kind, reduction, gamma, float(eps), needs_grad(pred, target))
     if torch.compiler.is_compiling():
-        return _loss_op(*args)[0]
+        in_memory = isinstance(gamma, torch.Tensor)
+        return _loss_op(*args[:5], 0.0 if in_memory else float(gamma), *args[6:], gamma if in_memory else None)[0]
     return EagerLoss.apply(pred, target, lambda: launch(*args), True)

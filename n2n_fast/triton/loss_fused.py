@@ -61,9 +61,11 @@ def _n2n_loss_kernel(
     step_ptr,  # int64 0-d: the training step (when STEP_IN_MEMORY is on)
     index,  # global index of the batch's first sample
     a_low, a_high, b_low, b_high,  # noise parameter ranges, noise.parameter_ranges()
-    gamma,  # l0 exponent
+    gamma,  # l0 exponent (when gamma_in_memory is off)
+    gamma_ptr,  # float32 0-d: the l0 exponent (when gamma_in_memory is on)
     eps,  # l0 / hdr epsilon
     need_grad,  # write grad_ptr
+    gamma_in_memory,  # read gamma from gamma_ptr
     has_mask,  # read mask_ptr
     reduce,  # partial sums (True) or per-element values (False)
     masked,  # count kept elements (a mask or Bernoulli noise)
@@ -75,6 +77,8 @@ def _n2n_loss_kernel(
 ):
     if STEP_IN_MEMORY:
         step = tl.load(step_ptr)
+    if gamma_in_memory:
+        gamma = tl.load(gamma_ptr).to(tl.float32)  # .to: an unused dummy pointer may have another dtype
     # Runtime flags are uniform branches: they keep the shipped specialisations to KIND x MODEL (20), not x 8.
     col_block = tl.program_id(0)
     row = tl.program_id(1)
@@ -122,7 +126,8 @@ def is_channels_last(pred):
 
 
 def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad):
-    """Run the fused kernel on 4-D tensors: (loss, grad or empty, scale) like triton/loss.py's launch."""
+    """Run the fused kernel on 4-D tensors: (loss, grad or empty, scale) like triton/loss.py's launch; step an
+    int or a 0-d int64 device tensor, gamma a float or a 0-d float32 device tensor."""
     nhwc = is_channels_last(pred)
     pred_c, clean_c = (pred if nhwc else pred.contiguous()), clean.contiguous()
     batch, cols = pred.shape[0], pred[0].numel()
@@ -144,12 +149,13 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     else:
         values = output(torch.empty(pred.shape, dtype=torch.float32, device=device))
     step, step_ptr, in_memory = step_arguments(step, dummy)
+    gamma, gamma_ptr, gamma_in_memory = plain.gamma_arguments(gamma, dummy)
     with on_device(pred):
         _n2n_loss_kernel[grid](
             pred_c, clean_c, mask_c, grad if need_grad else dummy, values, partials, counts,
             cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
-            step, step_ptr, index, *levels, float(gamma), float(eps), bool(need_grad), has_mask, reduce_, masked,
-            nhwc, KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, STEP_IN_MEMORY=in_memory, num_warps=NUM_WARPS)
+            step, step_ptr, index, *levels, gamma, gamma_ptr, float(eps), bool(need_grad), gamma_in_memory, has_mask,
+            reduce_, masked, nhwc, KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, STEP_IN_MEMORY=in_memory, num_warps=NUM_WARPS)
     return plain.finish(partials, counts, programs, pred, values, grad, reduction, masked)
 
 
@@ -157,15 +163,15 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
 @torch.library.custom_op("n2n_fast_triton::n2n_loss", mutates_args=())
 def _n2n_loss_op(pred: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor | None, model: int,
                  levels: list[float], seed: int, step: int, index: int, kind: str, reduction: str, gamma: float,
-                 eps: float, need_grad: bool, step_tensor: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 eps: float, need_grad: bool, step_tensor: torch.Tensor | None = None,
+                 gamma_tensor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return launch(pred, clean, mask, model, levels, seed, step if step_tensor is None else step_tensor, index, kind,
-                  reduction, gamma, eps, need_grad)
+                  reduction, gamma if gamma_tensor is None else gamma_tensor, eps, need_grad)
 
 
 @_n2n_loss_op.register_fake
 def _n2n_loss_fake(pred, clean, mask, model, levels, seed, step, index, kind, reduction, gamma, eps, need_grad,
-                   step_tensor=None):
+                   step_tensor=None, gamma_tensor=None):
     grad = (torch.empty_like(pred) if is_channels_last(pred) else pred.new_empty(pred.shape)) if need_grad else \
         pred.new_empty((0,))
     values = pred.new_empty(pred.shape if reduction == "none" else (), dtype=torch.float32)
@@ -186,10 +192,11 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, mask=None, kind="l2", r
     4-D float32/bf16/fp16 pred with at most 65535 samples (grid dimension 1 holds the sample)."""
     ranges = list(noise.parameter_ranges())
     if torch.compiler.is_compiling():
-        in_memory = isinstance(step, torch.Tensor)
+        in_memory, gamma_in_memory = isinstance(step, torch.Tensor), isinstance(gamma, torch.Tensor)
         return _n2n_loss_op(pred, clean, mask, noise.code, ranges, signed_seed(seed), 0 if in_memory else step, index,
-                            kind, reduction, float(gamma), float(eps), plain.needs_grad(pred),
-                            step if in_memory else None)[0]
-    args = (pred, clean, mask, noise.code, ranges, seed, step, index, kind, reduction, float(gamma), float(eps),
+                            kind, reduction, 0.0 if gamma_in_memory else float(gamma), float(eps),
+                            plain.needs_grad(pred), step if in_memory else None,
+                            gamma if gamma_in_memory else None)[0]
+    args = (pred, clean, mask, noise.code, ranges, seed, step, index, kind, reduction, gamma, float(eps),
             plain.needs_grad(pred))
     return EagerLoss.apply(pred, clean, lambda: launch(*args), False)
