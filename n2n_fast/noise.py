@@ -185,8 +185,9 @@ def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
     batch = clean.unsqueeze(0) if clean.dim() == 3 else clean
     if index + batch.shape[0] > MAX_SAMPLE:
         raise ValueError(f"index: index + batch size must be <= 2**56, got {index} + {batch.shape[0]}")
-    if batch[0].numel() >= 2**32:
-        raise ValueError(f"clean: a sample must have fewer than 2**32 elements, got {batch[0].numel()}")
+    sample_numel = math.prod(batch.shape[1:])  # not batch[0].numel(): indexing is an op of its own
+    if sample_numel >= 2**32:
+        raise ValueError(f"clean: a sample must have fewer than 2**32 elements, got {sample_numel}")
     if check_finite and clean.is_floating_point() and batch.numel() and not bool(torch.isfinite(batch).all()):
         raise ValueError("clean: contains NaN or Inf; expected finite values (images in [0, 1])")
     return batch

@@ -170,7 +170,8 @@ def gamma_arguments(gamma, dummy):
 def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
     """Run the loss kernels: (loss, grad or empty, scale); loss is 0-d unless reduction == "none". gamma: a float
     or a 0-d float32 tensor on pred's device."""
-    layout = torch.empty_like(pred, device="meta")  # pred's layout made dense; what empty_like gives the grad
+    # pred's layout made dense (what empty_like gives the grad); a contiguous pred is its own (no meta tensor)
+    layout = pred if pred.is_contiguous() else torch.empty_like(pred, device="meta")
     grad = output(torch.empty_like(pred)) if need_grad else pred.new_empty((0,))
     pred_w, target_w = in_layout(layout, pred), in_layout(layout, target)
     mode, mask_w, rows, cols, channels = mask_mode(mask, layout)

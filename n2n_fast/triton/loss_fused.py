@@ -130,7 +130,7 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     int or a 0-d int64 device tensor, gamma a float or a 0-d float32 device tensor."""
     nhwc = is_channels_last(pred)
     pred_c, clean_c = (pred if nhwc else pred.contiguous()), clean.contiguous()
-    batch, cols = pred.shape[0], pred[0].numel()
+    batch, cols = pred.shape[0], pred.shape[1] * pred.shape[2] * pred.shape[3]
     has_mask = mask is not None
     mask_c = mask.expand(pred.shape).contiguous().view(torch.uint8) if has_mask else pred_c
     masked = has_mask or model == BERNOULLI
