@@ -57,6 +57,7 @@ REFERENCE_FLOATS = KERNEL_FLOATS + (torch.float64,)  # float64 keeps its precisi
 NOISE_INPUTS = (torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.uint16)
 NOISE_OUTPUTS = (torch.float32, torch.bfloat16, torch.float16)
 TILE_IMAGES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8, torch.uint16)
+CROP_IMAGES = (torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.uint16)  # Triton's crop_gather
 MAX_GRID_Y = 65535  # CUDA's limit on grid dimension 1, where the fused loss puts the sample
 
 
@@ -160,6 +161,10 @@ OPS = {
                              max_batch=MAX_GRID_Y)),
         Impl("reference", "reference.loss:n2n_loss",
              accepts=Accepts(dtypes=(("pred", REFERENCE_FLOATS), ("clean", NOISE_INPUTS)), ranks=(4,))),
+    ),
+    "crop_gather": (
+        Impl("triton", "triton.crops:crop_gather", accepts=Accepts(dtypes=(("flat", CROP_IMAGES),))),
+        Impl("reference", "reference.crops:crop_gather"),
     ),
     "tile_gather": (
         Impl("extension", "ops.tiling:tile_gather", ext_op="tile_gather", accepts=_TILES),

@@ -8,6 +8,7 @@ by the same float32 factor the host path multiplies with.
 """
 import torch
 
+from . import _backend
 from .philox import philox_words
 
 _MASK32 = 0xFFFFFFFF
@@ -56,22 +57,11 @@ class DeviceCrops:
 
     def cut(self, picks, crop):
         """(B, C, crop, crop) float32: the crops of `picks`, flipped (bit 0) then turned (bits 1-2) as
-        data.ImageStore.crops does with torch.flip and torch.rot90."""
+        data.ImageStore.crops does with torch.flip and torch.rot90; one `crop_gather` (one launch on Triton)."""
         image, row, col, bits = picks
-        n = crop
-        i = torch.arange(n, device=self.device).view(1, n, 1)
-        j = torch.arange(n, device=self.device).view(1, 1, n)
-        turns = ((bits >> 1) & 3).view(-1, 1, 1)
-        # rot90 by k quarter turns reads the flipped patch at (a, b) for output (i, j)
-        a = torch.where(turns == 0, i, torch.where(turns == 1, j, torch.where(turns == 2, n - 1 - i, n - 1 - j)))
-        b = torch.where(turns == 0, j, torch.where(turns == 1, n - 1 - i, torch.where(turns == 2, n - 1 - j, i)))
-        b = torch.where((bits & 1).view(-1, 1, 1) == 1, n - 1 - b, b)
-        width = self.widths[image].view(-1, 1, 1)
-        pixel = (row.view(-1, 1, 1) + a) * width + col.view(-1, 1, 1) + b
-        plane = (self.heights[image] * self.widths[image]).view(-1, 1, 1, 1)
-        channel = torch.arange(self.channels, device=self.device).view(1, -1, 1, 1)
-        index = self.offsets[image].view(-1, 1, 1, 1) + channel * plane + pixel.unsqueeze(1)
-        return self.flat[index].float() * self.inv_scale[image].view(-1, 1, 1, 1)
+        _, gather = _backend.choose("crop_gather", self.device, None, flat=self.flat)
+        return gather(self.flat, self.offsets, self.heights, self.widths, self.inv_scale, image, row, col, bits,
+                      self.channels, crop)
 
     def realisation_pairs(self, seed, step, index, count, realisations, purpose):
         """(first, second) int64 tensors: data.draw_realisations' distinct (input, target) realisation numbers."""

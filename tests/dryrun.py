@@ -182,6 +182,7 @@ def compiled_kernels():
     """[(kernel name, arch, CompiledKernel)] of every specialisation the Triton JIT compiled in this process."""
     from triton.runtime.jit import JITFunction
 
+    import n2n_fast.triton.crops
     import n2n_fast.triton.loss
     import n2n_fast.triton.loss_backward
     import n2n_fast.triton.loss_fused
@@ -189,8 +190,8 @@ def compiled_kernels():
     import n2n_fast.triton.philox
 
     found = []
-    for module in (n2n_fast.triton.loss, n2n_fast.triton.loss_backward, n2n_fast.triton.loss_fused,
-                   n2n_fast.triton.noise, n2n_fast.triton.philox):
+    for module in (n2n_fast.triton.crops, n2n_fast.triton.loss, n2n_fast.triton.loss_backward,
+                   n2n_fast.triton.loss_fused, n2n_fast.triton.noise, n2n_fast.triton.philox):
         for name, value in vars(module).items():
             if isinstance(value, JITFunction) and value.__module__ == module.__name__:
                 for device, (kernels, *_rest) in value.device_caches.items():

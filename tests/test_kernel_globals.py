@@ -7,7 +7,7 @@ import pytest
 triton = pytest.importorskip("triton")
 from triton.runtime.jit import JITFunction  # noqa: E402
 
-MODULES = ("loss", "loss_backward", "loss_fused", "noise", "noise_models", "philox")
+MODULES = ("crops", "loss", "loss_backward", "loss_fused", "noise", "noise_models", "philox")
 
 
 def _jit_functions():

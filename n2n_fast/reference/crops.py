@@ -1,0 +1,31 @@
+"""The `crop_gather` op in PyTorch: training crops cut from a store's packed images (n2n_fast/device_crops.py).
+
+Arguments (all on one device):
+    flat        every image of the store, packed: image k's (C, H, W) values start at offsets[k]
+    offsets, heights, widths  int64 [images]
+    inv_scale   float32 [images]: the factor taking image k to [0, 1] (1/255 for uint8, 1 for floats)
+    image, row, col, bits     int64 [B]: the picks (data.draw_crops): which image, the crop's top-left corner, and
+                the flip (bit 0) and quarter turns (bits 1-2)
+    channels, crop            ints
+Returns (B, C, crop, crop) float32: crop b is image[b]'s patch, flipped (bit 0) then turned (bits 1-2) as
+data.ImageStore.crops does with torch.flip and torch.rot90, times inv_scale (one float32 multiply).
+"""
+import torch
+
+
+def crop_gather(flat, offsets, heights, widths, inv_scale, image, row, col, bits, channels, crop):
+    n = crop
+    device = flat.device
+    i = torch.arange(n, device=device).view(1, n, 1)
+    j = torch.arange(n, device=device).view(1, 1, n)
+    turns = ((bits >> 1) & 3).view(-1, 1, 1)
+    # rot90 by k quarter turns reads the flipped patch at (a, b) for output (i, j)
+    a = torch.where(turns == 0, i, torch.where(turns == 1, j, torch.where(turns == 2, n - 1 - i, n - 1 - j)))
+    b = torch.where(turns == 0, j, torch.where(turns == 1, n - 1 - i, torch.where(turns == 2, n - 1 - j, i)))
+    b = torch.where((bits & 1).view(-1, 1, 1) == 1, n - 1 - b, b)
+    width = widths[image].view(-1, 1, 1)
+    pixel = (row.view(-1, 1, 1) + a) * width + col.view(-1, 1, 1) + b
+    plane = (heights[image] * widths[image]).view(-1, 1, 1, 1)
+    channel = torch.arange(channels, device=device).view(1, -1, 1, 1)
+    index = offsets[image].view(-1, 1, 1, 1) + channel * plane + pixel.unsqueeze(1)
+    return flat[index].float() * inv_scale[image].view(-1, 1, 1, 1)
