@@ -7,16 +7,21 @@ defaults:  train()'s own step (n2n_fast.train.train_step): crops cut from a stor
            autocast where native (precision="auto"), channels_last, add_noise on the fastest backend for the input
            and n2n_loss (fused where a kernel serves the device, else noisy_pair + the loss, decided inside
            n2n_loss), fused Adam with the paper's betas.
+graph:     train()'s step captured as a CUDA graph and replayed (graph="auto" on CUDA, n2n_fast/graph_step.py);
+           CUDA only.
 compile:   the defaults with the network under torch.compile (full size only: compiling takes minutes on a CPU).
 naive, tuned, tuned-compile: what users write by hand (_user_step); the product's speed claim is against "tuned".
 
 "bytes" is a floor no step can beat: the clean batch read once, and Adam reading parameters, gradients and both
-moments and writing parameters and moments (7 x 4 bytes per parameter). Images/s is the number to read on a GPU.
+moments and writing parameters and moments (7 x 4 bytes per parameter). Images/s is the number to read on a GPU;
+there `host_us_per_step` is the time a step takes to return before its work is done (the host's share; for the graph,
+one fill and one replay). Launches per step are counted without a GPU by benchmarks/bench_dryrun.py.
 
     pytest benchmarks/bench_train.py --benchmark-only                      small: 2x3x64x64
-    N2N_FAST_BENCH_FULL=1 pytest benchmarks/bench_train.py --benchmark-only  the issue's 4x3x128x128
+    N2N_FAST_BENCH_FULL=1 pytest benchmarks/bench_train.py --benchmark-only  4x3x128x128 and 4x3x256x256
 """
 import contextlib
+import time
 
 import pytest
 import torch
@@ -25,12 +30,11 @@ import torch.nn.functional as F
 import n2n_fast
 from n2n_fast.data import ImageStore
 from n2n_fast.noise import noisy_pair
-from n2n_fast.train import BETAS, EPS, OBJECTIVES, Run, _autocast_dtype, train_step
+from n2n_fast.train import BETAS, EPS, OBJECTIVES, Run, _autocast_dtype, _capture, train_step
 
 from conftest import FULL
 
-SHAPE = (4, 3, 128, 128) if FULL else (2, 3, 64, 64)
-SIZE = "x".join(map(str, SHAPE))
+SHAPES = [(4, 3, 128, 128), (4, 3, 256, 256)] if FULL else [(2, 3, 64, 64)]
 NOISE = n2n_fast.Gaussian((0, 50 / 255))
 _REFERENCE_SECONDS = {}
 
@@ -51,28 +55,30 @@ def _reference_step(model, clean, device):
         loss.backward()
         optimizer.step()
         state["step"] += 1
-        _sync(device)
     return run
 
 
-def _default_step(model, clean, device, compiled):
+def _default_step(model, clean, device, compiled, graph=False):
     """train()'s own step (n2n_fast.train.train_step) on a store holding the batch's images, as train() sets it up
-    for synthetic N2N with its defaults."""
+    for synthetic N2N with its defaults; `graph`: captured as train(graph="auto") does on CUDA."""
     amp = _autocast_dtype("auto", device)
     memory_format = torch.channels_last if amp is not None or device.type == "cuda" else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, betas=BETAS, eps=EPS, fused=True)
     images = [image.permute(1, 2, 0).cpu().numpy() for image in clean]
-    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
+    autocast = ((lambda: torch.autocast(device.type, dtype=amp, cache_enabled=False)) if amp is not None
+                else contextlib.nullcontext)  # as train(): a cached cast would be freed memory in a graph
+    batch, _, crop, _ = clean.shape
     run = Run(model, torch.compile(model) if compiled else model, optimizer, OBJECTIVES["noisy"],
-              [ImageStore(images, device)], NOISE, "l2", 0, 10**6, SHAPE[0], SHAPE[2], 3e-4, 0.3, 2.0, 0,
+              [ImageStore(images, device)], NOISE, "l2", 0, 10**5, batch, crop, 3e-4, 0.3, 2.0, 0,
               memory_format, autocast)
+    if graph:
+        _capture(run, True, device, 1, False, 0)
     state = {"step": 0}
 
     def step():
         train_step(run, state["step"])
         state["step"] += 1
-        _sync(device)
     return step
 
 
@@ -98,33 +104,54 @@ def _user_step(model, clean, device, tuned, compiled=False):
 
     def step():
         run(clean)
-        _sync(device)
     return step
 
 
-IMPLS = ["reference", "defaults", "naive", "tuned"] + (["compile", "tuned-compile"] if FULL else [])
+IMPLS = (["reference", "defaults"] + (["graph"] if torch.cuda.is_available() else []) + ["naive", "tuned"]
+         + (["compile", "tuned-compile"] if FULL else []))
 
 
+def _host_seconds(step, device, repeat=5):
+    """Median time a step takes to return (its work may still be queued on the GPU), each after a sync."""
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    _sync(device)
+    return sorted(times)[len(times) // 2]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
 @pytest.mark.parametrize("impl", IMPLS)
-def test_train_step(benchmark, record_throughput, device, impl):
+def test_train_step(benchmark, record_throughput, device, impl, shape):
+    size = "x".join(map(str, shape))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = n2n_fast.UNet(SHAPE[1]).to(device)
-        clean = torch.rand(SHAPE).to(device)
+        model = n2n_fast.UNet(shape[1]).to(device)
+        clean = torch.rand(shape).to(device)
     if impl == "reference":
         step = _reference_step(model, clean, device)
     elif impl in ("naive", "tuned", "tuned-compile"):
         step = _user_step(model, clean, device, tuned=impl != "naive", compiled=impl == "tuned-compile")
     else:
-        step = _default_step(model, clean, device, compiled=impl == "compile")
+        step = _default_step(model, clean, device, compiled=impl == "compile", graph=impl == "graph")
     step()  # warm-up: oneDNN primitives, autotuning, compilation outside the timing
     step()
-    benchmark.pedantic(step, rounds=3 if not FULL else 10, iterations=1, warmup_rounds=0)
+
+    def synced_step():
+        step()
+        _sync(device)
+
+    benchmark.pedantic(synced_step, rounds=3 if not FULL else 10, iterations=1, warmup_rounds=0)
     op = "train step n2n l2 (paper U-Net)"
     params = sum(p.numel() for p in model.parameters())
-    seconds = record_throughput(benchmark, op=op, size=SIZE, impl=impl, nbytes=clean.nbytes + 28 * params,
-                                reference_seconds=_REFERENCE_SECONDS.get((op, SIZE)))
+    seconds = record_throughput(benchmark, op=op, size=size, impl=impl, nbytes=clean.nbytes + 28 * params,
+                                reference_seconds=_REFERENCE_SECONDS.get((op, size)))
     if seconds:
-        benchmark.extra_info["images_per_s"] = SHAPE[0] / seconds
+        benchmark.extra_info["images_per_s"] = shape[0] / seconds
+        if device.type == "cuda":
+            benchmark.extra_info["host_us_per_step"] = _host_seconds(step, device) * 1e6
         if impl == "reference":
-            _REFERENCE_SECONDS[(op, SIZE)] = seconds
+            _REFERENCE_SECONDS[(op, size)] = seconds
