@@ -268,8 +268,9 @@ def test_sync_detector_catches_a_sync():
         torch.arange(3)[torch.tensor([True, False, True])]
 
 
-@pytest.mark.parametrize("mode,kwargs", [TRAIN_MODES[0], TRAIN_MODES[5], TRAIN_MODES[-3], TRAIN_MODES[-2]],
-                         ids=["n2n", "n2n-l1", "n2c", "pairs"])
+@pytest.mark.parametrize("mode,kwargs", [TRAIN_MODES[0], TRAIN_MODES[5], TRAIN_MODES[6], TRAIN_MODES[-3],
+                                         TRAIN_MODES[-2], TRAIN_MODES[-1]],
+                         ids=["n2n", "n2n-l1", "n2n-l0", "n2c", "pairs", "neighbor"])
 def test_train_step_makes_no_host_sync(dry_run, tmp_path, monkeypatch, mode, kwargs):
     """Every step after the first runs under the sync detector (the first builds caches: dispatch, compiles)."""
     import importlib
