@@ -52,23 +52,60 @@ def test_step_ops_host_time(benchmark):
                                 impl="triton", device="dry run", launches=len(made))
 
 
-def test_train_step_launches(benchmark, tmp_path):
+# ops that launch nothing on a GPU (views, allocations) or that belong to the network and autocast's weight casts
+_NO_LAUNCH = {"view", "_unsafe_view", "expand", "select", "slice", "unsqueeze", "squeeze", "permute", "t",
+              "transpose", "as_strided", "alias", "detach", "_reshape_alias", "reshape", "unbind", "split", "empty",
+              "empty_like", "empty_strided", "new_empty", "new_empty_strided", "lift_fresh",
+              "_record_function_enter_new", "_record_function_exit"}
+_NETWORK = {"_to_copy", "convolution", "convolution_backward", "leaky_relu", "leaky_relu_backward", "cat",
+            "max_pool2d_with_indices", "max_pool2d_with_indices_backward", "upsample_nearest2d",
+            "upsample_nearest2d_backward"}
+
+
+class _DeviceOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the aten ops that would each be a kernel launch on a GPU, outside the network."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.count += name not in _NO_LAUNCH | _NETWORK | {"zero_"}  # zero_: the harness zeroes small outputs
+        return func(*args, **(kwargs or {}))
+
+
+def test_train_step_launches(benchmark, tmp_path, monkeypatch):
+    """Per step after the first two: Triton launches and the other device ops outside the network (a graph
+    captures both; eagerly each is a launch with its host cost)."""
+    import importlib
+
     torch.set_num_threads(1)
+    train_module = importlib.import_module("n2n_fast.train")
     images = [torch.randint(0, 256, (64, 64, 3), dtype=torch.uint8).numpy() for _ in range(2)]
-    runs = {"count": 0}
+    runs, counted, real_step = {"count": 0}, [], train_module.train_step
+
+    def counting_step(run, step):
+        if step < 2:
+            return real_step(run, step)
+        with dryrun.recording() as made, _DeviceOps() as ops:
+            loss = real_step(run, step)
+        counted.append((len(made), ops.count))
+        return loss
 
     def train(steps):
         runs["count"] += 1
         n2n_fast.train(data=images, noise=NOISE, steps=steps, batch_size=4, crop=32, features=8,
                        out_dir=tmp_path / str(runs["count"]), progress=False, plot=False, log_every=1000)
 
-    train(1)
-    with dryrun.recording() as made:
-        train(4)
+    monkeypatch.setattr(train_module, "train_step", counting_step)
+    train(4)
+    monkeypatch.setattr(train_module, "train_step", real_step)
     benchmark.pedantic(train, args=(4,), rounds=3, iterations=1)
+    assert counted[0] == counted[1]
     benchmark.extra_info.update(op="train() steps of a tiny U-Net, dry run (4 steps per round)", size="4x3x32x32",
-                                impl="defaults", device="dry run",
-                                launches_per_step=len(made) / 4)  # includes train()'s one noise-model probe
+                                impl="defaults", device="dry run", triton_launches_per_step=counted[0][0],
+                                other_device_ops_per_step=counted[0][1])
 
 
 _X = torch.rand(1, 1, 8, 8)
