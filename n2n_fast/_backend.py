@@ -57,7 +57,7 @@ REFERENCE_FLOATS = KERNEL_FLOATS + (torch.float64,)  # float64 keeps its precisi
 NOISE_INPUTS = (torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.uint16)
 NOISE_OUTPUTS = (torch.float32, torch.bfloat16, torch.float16)
 TILE_IMAGES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8, torch.uint16)
-CROP_IMAGES = (torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.uint16)  # Triton's crop_gather
+CROP_IMAGES = (torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.uint16)  # Triton's crops
 MAX_GRID_Y = 65535  # CUDA's limit on grid dimension 1, where the fused loss puts the sample
 
 
@@ -162,8 +162,11 @@ OPS = {
         Impl("reference", "reference.loss:n2n_loss",
              accepts=Accepts(dtypes=(("pred", REFERENCE_FLOATS), ("clean", NOISE_INPUTS)), ranks=(4,))),
     ),
-    "crop_gather": (
-        Impl("triton", "triton.crops:crop_gather", accepts=Accepts(dtypes=(("flat", CROP_IMAGES),))),
+    "training_crops": (
+        Impl("triton", "triton.crops:training_crops", accepts=Accepts(dtypes=(("flat", CROP_IMAGES),))),
+        Impl("reference", "reference.crops:training_crops"),
+    ),
+    "crop_gather": (  # training_crops' second half, for picks drawn by the philox op where Triton does not serve
         Impl("reference", "reference.crops:crop_gather"),
     ),
     "tile_gather": (

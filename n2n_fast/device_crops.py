@@ -55,9 +55,19 @@ class DeviceCrops:
         col = words[:, 2] % (self.widths[image] - crop + 1)
         return image, row, col, words[:, 3] & 7
 
+    def crops(self, seed, step, index, count, crop):
+        """(count, C, crop, crop) float32: the crops of `picks(seed, step, index, count, crop)`, cut by `cut`. Where
+        Triton serves, one `training_crops` launch draws the picks and cuts them; elsewhere the picks come from
+        the philox op (the C++ extension on the CPU: the twin's pure-PyTorch Philox costs about 1 ms a call)."""
+        name, fused = _backend.choose("training_crops", self.device, None, flat=self.flat)
+        if name == "triton":
+            return fused(self.flat, self.offsets, self.heights, self.widths, self.inv_scale, seed ^ self.data_key,
+                         step, index, count, self.purpose, self.channels, crop)
+        return self.cut(self.picks(seed, step, index, count, crop), crop)
+
     def cut(self, picks, crop):
         """(B, C, crop, crop) float32: the crops of `picks`, flipped (bit 0) then turned (bits 1-2) as
-        data.ImageStore.crops does with torch.flip and torch.rot90; one `crop_gather` (one launch on Triton)."""
+        data.ImageStore.crops does with torch.flip and torch.rot90."""
         image, row, col, bits = picks
         _, gather = _backend.choose("crop_gather", self.device, None, flat=self.flat)
         return gather(self.flat, self.offsets, self.heights, self.widths, self.inv_scale, image, row, col, bits,

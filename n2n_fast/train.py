@@ -165,14 +165,15 @@ class Run:
                               for store in self.stores] if usable else None)
 
     def picks(self, step, index):
-        """This step's crop picks: on the device from step_t when the images are resident, else on the host."""
+        """This step's crop picks: on the host when the images are not resident; on the device, what the picks are
+        drawn from where they are cut (DeviceCrops.crops: one launch on Triton)."""
         if self.device_crops:
-            return self.device_crops[0].picks(self.seed, self.step_t, index, self.batch_size, self.crop)
+            return self.seed, self.step_t, index, self.batch_size
         return training_data.draw_crops(self.seed, step, index, self.batch_size, self.stores[0].sizes, self.crop)
 
     def cut(self, realisation, picks):
         if self.device_crops:
-            return self.device_crops[realisation].cut(picks, self.crop)
+            return self.device_crops[realisation].crops(*picks, self.crop)
         return self.stores[realisation].crops(picks, self.crop)
 
     def loss_fn(self, pred, target, **extra):

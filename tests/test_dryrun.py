@@ -144,20 +144,17 @@ def test_philox_words(dry_run):
 
 
 @pytest.mark.parametrize("arch", [90, 80])
-@pytest.mark.parametrize("dtype", _accepted("crop_gather", "flat"), ids=str)
-def test_crop_gather_every_image_dtype(dry_run, dtype, arch):
-    from n2n_fast.reference.crops import crop_gather as twin
-
+@pytest.mark.parametrize("dtype", _accepted("training_crops", "flat"), ids=str)
+def test_training_crops_every_image_dtype(dry_run, dtype, arch):
     flat = _sample(dtype, (3 * 20 * 24,)).reshape(-1)
     tables = (torch.tensor([0]), torch.tensor([20]), torch.tensor([24]), torch.tensor([1 / 255]))
-    picks = (torch.zeros(4, dtype=torch.int64), torch.tensor([0, 1, 2, 3]), torch.tensor([3, 2, 1, 0]),
-             torch.tensor([0, 3, 5, 6]))
-    _check_served_by_triton("crop_gather", flat=flat)
-    for crop in (1, 16, 17):
+    _check_served_by_triton("training_crops", flat=flat)
+    fused = _backend.choose("training_crops", "cpu", flat=flat)[1]
+    for crop, step in ((1, 5), (16, torch.tensor(3)), (17, 2**32 - 1)):
         with dry_run.target(arch), dry_run.recording() as made:
-            out = _backend.choose("crop_gather", "cpu", flat=flat)[1](flat, *tables, *picks, 3, crop)
-        assert _kernels(made) == ["_crop_gather_kernel"] and made[0].arch == arch
-        assert out.shape == twin(flat, *tables, *picks, 3, crop).shape
+            out = fused(flat, *tables, 2**63 + 9, step, 2**32 - 1, 4, 0, 3, crop)
+        assert _kernels(made) == ["_training_crops_kernel"] and made[0].arch == arch
+        assert out.shape == (4, 3, crop, crop)
 
 
 # ---------------------------------------------------------------- representative cases for sm_80
@@ -185,12 +182,12 @@ TRAIN_MODES = ([(f"n2n-{model.__name__}-l2", dict(noise=model(*RANGES[model.__na
                + [("n2c", dict(noise=n2n_fast.Gaussian(0.1), targets="clean")), ("pairs", {}),
                   ("neighbor", dict(targets="neighbor"))])
 # the Triton kernels each mode must launch at every step (the network itself runs on the CPU here)
-TRAIN_KERNELS = {"n2n": {"_crop_gather_kernel", "_noisy_pair_kernel", "_n2n_loss_kernel", "_finish_kernel",
+TRAIN_KERNELS = {"n2n": {"_training_crops_kernel", "_noisy_pair_kernel", "_n2n_loss_kernel", "_finish_kernel",
                          "_scale_grad_kernel"},
-                 "n2c": {"_crop_gather_kernel", "_noisy_pair_kernel", "_loss_kernel", "_finish_kernel",
+                 "n2c": {"_training_crops_kernel", "_noisy_pair_kernel", "_loss_kernel", "_finish_kernel",
                          "_scale_grad_kernel"},
-                 "pairs": {"_crop_gather_kernel", "_loss_kernel", "_finish_kernel", "_scale_grad_kernel"},
-                 "neighbor": {"_crop_gather_kernel", "_philox_words_kernel", "_loss_kernel", "_finish_kernel",
+                 "pairs": {"_training_crops_kernel", "_loss_kernel", "_finish_kernel", "_scale_grad_kernel"},
+                 "neighbor": {"_training_crops_kernel", "_philox_words_kernel", "_loss_kernel", "_finish_kernel",
                               "_scale_grad_kernel"}}
 TRAIN_LOSS_KERNEL = {"n2n": "_n2n_loss_kernel", "n2c": "_loss_kernel", "pairs": "_loss_kernel",
                      "neighbor": "_loss_kernel"}

@@ -155,7 +155,8 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
             pred_c, clean_c, mask_c, grad if need_grad else dummy, values, partials, counts,
             cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
             step, step_ptr, index, *levels, gamma, gamma_ptr, float(eps), bool(need_grad), gamma_in_memory, has_mask,
-            reduce_, masked, nhwc, KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, STEP_IN_MEMORY=in_memory, num_warps=NUM_WARPS)
+            reduce_, masked, nhwc, KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, STEP_IN_MEMORY=in_memory,
+            num_warps=NUM_WARPS)
     return plain.finish(partials, counts, programs, pred, values, grad, reduction, masked)
 
 
