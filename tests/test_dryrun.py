@@ -241,6 +241,36 @@ def test_train_steps_repeat_their_launches(dry_run, tmp_path, mode):
                                                                                  "_n2n_loss_kernel"))
 
 
+def test_every_triton_launch_of_a_step_is_inside_the_captured_body(dry_run, tmp_path, monkeypatch):
+    """graph_step.py captures train.step_body: every Triton launch train_step makes must happen inside it (a launch
+    in train_step around it would run once at capture and never again on replay), in each captured mode."""
+    import importlib
+
+    train_module = importlib.import_module("n2n_fast.train")
+    real_step, real_body = train_module.train_step, train_module.step_body
+    counts = {"step": 0, "body": 0}
+
+    def body(run, step):
+        before = len(dry_run.LAUNCHES)
+        loss = real_body(run, step)
+        counts["body"] += len(dry_run.LAUNCHES) - before
+        return loss
+
+    def step(run, number):
+        before = len(dry_run.LAUNCHES)
+        loss = real_step(run, number)
+        counts["step"] += len(dry_run.LAUNCHES) - before
+        return loss
+
+    monkeypatch.setattr(train_module, "step_body", body)
+    monkeypatch.setattr(train_module, "train_step", step)
+    images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
+    for mode, kwargs in REPEAT_MODES.items():
+        n2n_fast.train(data=images, **kwargs, steps=3, batch_size=2, crop=16, features=8, out_dir=tmp_path / mode,
+                       progress=False, plot=False, log_every=100)
+    assert counts["step"] >= 3 * 3 * 4 and counts["step"] == counts["body"], counts
+
+
 SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "item")
 
 
