@@ -153,6 +153,7 @@ class Run:
     memory_format: torch.memory_format
     autocast: object  # a context-manager factory: bf16 autocast or nothing
     step_t: torch.Tensor = None  # 0-d int64 on the device: the step the kernels and the crop picks read
+    one: torch.Tensor = None  # 0-d float32 1 on the device: the objective's backward seed
     device_crops: list = None  # DeviceCrops per store, or None when a store is not resident (memmaps)
     graphed: object = None  # a graph_step.GraphedStep once the step is captured
     capturing: bool = False  # warming up or capturing: gradients are zeroed in place, never freed
@@ -160,6 +161,7 @@ class Run:
     def __post_init__(self):
         device = self.stores[0].device
         self.step_t = torch.zeros((), dtype=torch.int64, device=device)
+        self.one = torch.ones((), dtype=torch.float32, device=device)  # not a ones_like (a launch) at every step
         usable = all(DeviceCrops.usable(store) for store in self.stores)
         self.device_crops = ([DeviceCrops(store, training_data.DATA_KEY, training_data.SAMPLE)
                               for store in self.stores] if usable else None)
@@ -253,7 +255,7 @@ def step_body(run, step):
     run.optimizer.zero_grad(set_to_none=run.graphed is None and not run.capturing)
     with run.autocast():
         objective = run.objective(run, step, index, picks, extra)
-    objective.backward()
+    objective.backward(run.one)
     run.optimizer.step()
     return objective.detach()
 
