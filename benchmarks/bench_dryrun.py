@@ -81,7 +81,7 @@ def test_train_step_launches(benchmark, tmp_path, monkeypatch):
     import importlib
 
     torch.set_num_threads(1)
-    train_module = importlib.import_module("n2n_fast.train")
+    train_module = importlib.import_module("n2n_fast.training.step")
     images = [torch.randint(0, 256, (64, 64, 3), dtype=torch.uint8).numpy() for _ in range(2)]
     runs, counted, real_step = {"count": 0}, [], train_module.train_step
 

@@ -17,8 +17,8 @@ import torch
 
 import n2n_fast
 from n2n_fast import _backend
-from n2n_fast.tiling import denoise
-from n2n_fast.tiling_plan import make_plan
+from n2n_fast.inference.denoise import denoise
+from n2n_fast.inference.plan import make_plan
 
 from conftest import FULL
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import n2n_fast
-from n2n_fast.tiling import denoise, denoise_plan
+from n2n_fast.inference.denoise import denoise, denoise_plan
 
 from bench_tiling import _peak, _reset_peak
 from conftest import FULL

@@ -3,11 +3,11 @@ step (SPEC §6), same model initialisation and clean batch, in one run.
 
 reference: float32, NCHW, eager, noisy_pair(backend="reference"), l2_loss(backend="reference"), torch.optim.Adam
            with default settings.
-defaults:  train()'s own step (n2n_fast.train.train_step): crops cut from a store of the batch's images, bf16
+defaults:  train()'s own step (n2n_fast.training.step.train_step): crops cut from a store of the batch's images, bf16
            autocast where native (precision="auto"), channels_last, add_noise on the fastest backend for the input
            and n2n_loss (fused where a kernel serves the device, else noisy_pair + the loss, decided inside
            n2n_loss), fused Adam with the paper's betas.
-graph:     train()'s step captured as a CUDA graph and replayed (graph="auto" on CUDA, n2n_fast/graph_step.py);
+graph:     train()'s step captured as a CUDA graph and replayed (graph="auto" on CUDA, n2n_fast/training/graph_step.py);
            CUDA only.
 compile:   the defaults with the network under torch.compile (full size only: compiling takes minutes on a CPU).
 naive, tuned, tuned-compile: what users write by hand (_user_step); the product's speed claim is against "tuned".
@@ -20,7 +20,7 @@ one fill and one replay). Launches per step are counted without a GPU by benchma
     pytest benchmarks/bench_train.py --benchmark-only                      small: 2x3x64x64
     N2N_FAST_BENCH_FULL=1 pytest benchmarks/bench_train.py --benchmark-only  4x3x128x128 and 4x3x256x256
 """
-import contextlib
+import inspect
 import time
 
 import pytest
@@ -28,14 +28,15 @@ import torch
 import torch.nn.functional as F
 
 import n2n_fast
-from n2n_fast.data import ImageStore
+from n2n_fast.training.data import ImageStore
 from n2n_fast.noise import noisy_pair
-from n2n_fast.train import BETAS, EPS, OBJECTIVES, Run, _autocast_dtype, _capture, train_step
+from n2n_fast.training.step import autocast_dtype, capture, make_run, train_step
 
 from conftest import FULL
 
 SHAPES = [(4, 3, 128, 128), (4, 3, 256, 256)] if FULL else [(2, 3, 64, 64)]
 NOISE = n2n_fast.Gaussian((0, 50 / 255))
+TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(n2n_fast.train).parameters.items()}
 _REFERENCE_SECONDS = {}
 
 
@@ -59,21 +60,16 @@ def _reference_step(model, clean, device):
 
 
 def _default_step(model, clean, device, compiled, graph=False):
-    """train()'s own step (n2n_fast.train.train_step) on a store holding the batch's images, as train() sets it up
+    """train()'s own step (n2n_fast.training.step.train_step) on a store holding the batch's images, as train() sets it up
     for synthetic N2N with its defaults; `graph`: captured as train(graph="auto") does on CUDA."""
-    amp = _autocast_dtype("auto", device)
-    memory_format = torch.channels_last if amp is not None or device.type == "cuda" else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, betas=BETAS, eps=EPS, fused=True)
     images = [image.permute(1, 2, 0).cpu().numpy() for image in clean]
-    autocast = ((lambda: torch.autocast(device.type, dtype=amp, cache_enabled=False)) if amp is not None
-                else contextlib.nullcontext)  # as train(): a cached cast would be freed memory in a graph
     batch, _, crop, _ = clean.shape
-    run = Run(model, torch.compile(model) if compiled else model, optimizer, OBJECTIVES["noisy"],
-              [ImageStore(images, device)], NOISE, "l2", 0, 10**5, batch, crop, 3e-4, 0.3, 2.0, 0,
-              memory_format, autocast)
+    defaults = {name: TRAIN_DEFAULTS[name] for name in ("loss", "lr", "rampdown", "neighbor_weight", "precision",
+                                                        "channels_last", "seed")}
+    run = make_run(model, [ImageStore(images, device)], mode="noisy", noise=NOISE, steps=10**5, batch_size=batch,
+                   crop=crop, compile=compiled, **defaults)
     if graph:
-        _capture(run, True, device, 1, False, 0)
+        capture(run, True, device, 1, False, 0)
     state = {"step": 0}
 
     def step():
@@ -86,7 +82,7 @@ def _user_step(model, clean, device, tuned, compiled=False):
     """What a user writes by hand (SPEC §6): naive = float32, `x + sigma * randn_like(x)` twice, F.mse_loss, Adam;
     tuned = the same with bf16 autocast where native, channels_last and fused Adam; compiled = torch.compile
     (mode="reduce-overhead", which also replays CUDA graphs) of the tuned step."""
-    amp = _autocast_dtype("auto", device) if tuned else None
+    amp = autocast_dtype("auto", device) if tuned else None
     memory_format = torch.channels_last if tuned else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, fused=tuned)

@@ -5,7 +5,7 @@
 Trains U-Nets with n2n_fast.train (N2N, Gaussian sigma 25/255, on scikit-image's coffee, chelsea and rocket;
 crops of 64, batch 4, lr 1e-3, float32, CPU) for each (features, steps) asked, then denoises the held-out
 astronaut (512 x 512, noisy at sigma 25/255) whole and tiled, for every blend, tile side and overlap, and reports
-PSNR(tiled, whole) in dB. The overlap rule of tile="auto" (n2n_fast/tiling_auto.py AUTO_OVERLAP) is the smallest
+PSNR(tiled, whole) in dB. The overlap rule of tile="auto" (n2n_fast/inference/auto_plan.py AUTO_OVERLAP) is the smallest
 overlap that keeps every measured configuration at or above 50 dB with margin; docs/tiling.md records the numbers.
 Small tiles put more seams in the image, so they are the hard case: tile 128 cuts the astronaut into 5 x 5 tiles.
 Undertrained networks are measured too because they react more to tile borders (the tests train a cheap one).
@@ -20,7 +20,7 @@ import torch
 
 import n2n_fast
 from n2n_fast.noise import Gaussian
-from n2n_fast.tiling import denoise
+from n2n_fast.inference.denoise import denoise
 
 TILES = (128, 192, 256)
 OVERLAPS = (0, 32, 64, 96)

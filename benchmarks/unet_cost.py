@@ -1,5 +1,5 @@
 """What one U-Net call costs per pixel on this CPU, by input side: peak resident memory and time (float32, one
-thread, inference mode). The memory model of tile="auto" (n2n_fast/tiling_auto.py UNET_FLOATS) must stay above
+thread, inference mode). The memory model of tile="auto" (n2n_fast/inference/auto_plan.py UNET_FLOATS) must stay above
 the measured bytes; the time shows why the default CPU budget is capped (per-pixel cost grows with the side).
 
     python benchmarks/unet_cost.py [--sides 256 512 704 1024 2048] [--features 48] [--repeats 2]
@@ -15,7 +15,7 @@ import sys
 _CHILD = """
 import sys, time, torch
 import n2n_fast
-from n2n_fast.tiling_auto import activation_bytes_per_pixel
+from n2n_fast.inference.auto_plan import activation_bytes_per_pixel
 torch.set_num_threads(1)
 side, features = int(sys.argv[1]), int(sys.argv[2])
 def rss(field):

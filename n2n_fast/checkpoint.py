@@ -5,11 +5,13 @@ Keys: "model" (state dict), "model_args" (UNet constructor arguments), "train_ar
 randomness is Philox keyed by the seed and counted by (step, global sample index), so the seed and the step are the
 whole state), "history" (list of dicts), "best_psnr" (best validation PSNR so far, or None).
 """
+import os
 from pathlib import Path
 
 import torch
 
 from .atomic_file import atomic_path
+from .unet import UNet
 
 REQUIRED = ("model", "model_args", "train_args", "step", "optimizer", "rng", "history")
 
@@ -36,3 +38,28 @@ def read(path, name="path"):
         raise ValueError(f"{name}: {str(path)!r} is not an n2n_fast checkpoint: expected keys {list(REQUIRED)}, "
                          f"got {have}")
     return checkpoint
+
+
+def load(path):
+    """The U-Net stored in checkpoint `path` (nn.Module, eval mode, on the CPU)."""
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path, name="path"):
+    """(the U-Net in eval mode on the CPU, the checkpoint dict) from `path`, or a ValueError / TypeError naming
+    `name`: not a checkpoint, weights that do not fit its model arguments, non-finite weights."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected the path of a checkpoint file, got {type(path).__name__} {path!r}")
+    state = read(path, name)
+    try:
+        net = UNet(**state["model_args"])
+        net.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name}: the weights in {str(path)!r} do not fit its model arguments "
+                         f"{state['model_args']!r} ({type(exc).__name__}: {str(exc)[:300]})") from exc
+    broken = [key for key, value in state["model"].items() if value.is_floating_point()
+              and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise ValueError(f"{name}: {str(path)!r} holds non-finite weights ({', '.join(broken[:3])}"
+                         f"{', ...' if len(broken) > 3 else ''}): the run it came from diverged")
+    return net.eval(), state

@@ -11,7 +11,7 @@ from .extras import MissingExtra
 
 
 def _cmd_info(args):
-    from .info import info
+    from .installation import info
 
     info()
     return 0
@@ -143,7 +143,7 @@ def _source(paths):
 
 
 def _cmd_train(args):
-    from .train import train
+    from .training.train import train
 
     if args.val_noisy and not args.val:
         raise ValueError("--val-noisy: needs --val (the clean images)")
@@ -196,13 +196,13 @@ def _denoise_jobs(source, target):
 
 
 def _denoise_zarr(args, model, device):
-    """Zarr/OME-Zarr in, Zarr/OME-Zarr out, streamed by bands (n2n_fast/zarr_io.py)."""
-    from .zarr_io import is_zarr
+    """Zarr/OME-Zarr in, Zarr/OME-Zarr out, streamed by bands (n2n_fast/inference/zarr_io.py)."""
+    from .inference.zarr_io import is_zarr
 
     if not (is_zarr(args.input) and is_zarr(args.output)):
         raise ValueError(f"input, output: Zarr goes to Zarr; got {args.input} -> {args.output} (name the output "
                          f"*.zarr, or convert the image first)")
-    from .zarr_io import denoise_zarr
+    from .inference.zarr_io import denoise_zarr
 
     target = denoise_zarr(model, args.input, args.output, axes=args.axes, overwrite=args.overwrite, tile=args.tile,
                           overlap=args.overlap, memory_budget=args.memory_budget, batch_size=args.batch_size,
@@ -294,7 +294,7 @@ def _denoise_stacks(stacks, model, options, args):
     import numpy as np
 
     from .io import write_stack
-    from .tiling import denoise
+    from .inference.denoise import denoise
 
     for source, target, stack, dtype, layout in stacks:
         print(f"{source}: a {layout} stack of {stack.shape[0]} slices")
@@ -308,12 +308,12 @@ def _cmd_denoise(args):
     import torch
 
     from .io import write_image
-    from .tiling import denoise, denoise_plan
-    from .train import load
+    from .inference.denoise import denoise, denoise_plan
+    from .checkpoint import load
 
     model = load(args.checkpoint)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from .zarr_io import is_zarr  # zarr itself loads only when Zarr data is read
+    from .inference.zarr_io import is_zarr  # zarr itself loads only when Zarr data is read
 
     if is_zarr(args.input) or is_zarr(args.output):
         return _denoise_zarr(args, model, device)
@@ -347,7 +347,7 @@ def _cmd_denoise(args):
 
 
 def _cmd_export(args):
-    from .export import export
+    from .interop.export import export
 
     package = {key: value for key, value in (("name", args.name), ("authors", args.author),
                                              ("license", args.license), ("input_dtype", args.input_dtype))

@@ -29,7 +29,7 @@ def clipped_psnr(image, clean):
 
 def _denoise(model, noisy, device):
     """The model over the whole image, through tiled inference."""
-    from .tiling import denoise
+    from .inference.denoise import denoise
 
     return np.asarray(denoise(model, noisy, device=device))
 
@@ -59,7 +59,7 @@ def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, c
     """Train N2N (and N2C when asked) for `steps` steps on Gaussian noise of `sigma` (8-bit units); returns the
     PSNR table as {image: {"noisy": dB, "n2n": dB[, "n2c": dB]}}."""
     from .noise import Gaussian, add_noise
-    from .train import train
+    from .training.train import train
 
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma <= 255:
         raise ValueError(f"sigma: expected a number in (0, 255] (8-bit units), got {sigma!r}")

@@ -1,7 +1,7 @@
 """Philox4x32-10 words on the fastest backend that serves the tensors: the public face of the `philox` op.
 
 The data path draws its choices (image, crop, flip, realisation, Neighbor2Neighbor cell pairs) from these words
-(n2n_fast/data.py documents that layout); the noise kernels call Philox inline instead (n2n_fast/noise.py).
+(n2n_fast/training/data.py documents that layout); the noise kernels call Philox inline instead (n2n_fast/noise.py).
 """
 import torch
 

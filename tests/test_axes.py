@@ -5,7 +5,7 @@ import tifffile
 
 from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
-from n2n_fast import data
+from n2n_fast.training import data
 from n2n_fast.axes import check_axes, from_stack, infer_axes, to_stack
 from n2n_fast.io import read_image, read_stack
 
@@ -87,7 +87,7 @@ def test_folder_of_npy_files_is_read(tmp_path):
 def test_denoise_a_z_stack_slice_by_slice_in_its_own_layout(tmp_path):
     from n2n_fast.cli import main
     from n2n_fast.io import read_stack
-    from n2n_fast.tiling import denoise
+    from n2n_fast.inference.denoise import denoise
 
     net = n2n_fast.UNet(1, features=8).eval()
     stack = np.random.default_rng(4).integers(0, 65536, (3, 40, 44), dtype=np.uint16)

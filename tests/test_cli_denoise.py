@@ -25,7 +25,7 @@ def test_prints_the_auto_plan_and_honours_the_budget(tmp_path, checkpoint, capsy
     assert main(["denoise", "--checkpoint", str(checkpoint), "--quiet", "--memory-budget", "12M", str(source),
                  str(tmp_path / "out.png")]) == 0
     printed = capsys.readouterr().out
-    expected = n2n_fast.tiling.denoise_plan(n2n_fast.load(str(checkpoint)), read_image(str(source))[0],
+    expected = n2n_fast.inference.denoise.denoise_plan(n2n_fast.load(str(checkpoint)), read_image(str(source))[0],
                                             memory_budget=12 << 20, device="cpu")
     assert expected.plan.count > 1 and expected.describe() in printed and "(auto)" in printed
     assert read_image(str(tmp_path / "out.png"))[0].shape == (150, 170, 3)

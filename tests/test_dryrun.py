@@ -196,7 +196,7 @@ TRAIN_LOSS_KERNEL = {"n2n": "_n2n_loss_kernel", "n2c": "_loss_kernel", "pairs": 
 @pytest.mark.parametrize("precision", ["auto", "bfloat16"])
 @pytest.mark.parametrize("mode,kwargs", TRAIN_MODES, ids=[name for name, _ in TRAIN_MODES])
 def test_train_every_mode(dry_run, tmp_path, mode, kwargs, precision):
-    from n2n_fast.train import _autocast_dtype
+    from n2n_fast.training.step import autocast_dtype as _autocast_dtype
 
     images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
     source = dict(pairs=(images, [i[::-1].copy() for i in images])) if mode == "pairs" else dict(data=images)
@@ -246,7 +246,7 @@ def test_every_triton_launch_of_a_step_is_inside_the_captured_body(dry_run, tmp_
     in train_step around it would run once at capture and never again on replay), in each captured mode."""
     import importlib
 
-    train_module = importlib.import_module("n2n_fast.train")
+    train_module = importlib.import_module("n2n_fast.training.step")
     real_step, real_body = train_module.train_step, train_module.step_body
     counts = {"step": 0, "body": 0}
 
@@ -302,7 +302,7 @@ def test_train_step_makes_no_host_sync(dry_run, tmp_path, monkeypatch, mode, kwa
     """Every step after the first runs under the sync detector (the first builds caches: dispatch, compiles)."""
     import importlib
 
-    train_module = importlib.import_module("n2n_fast.train")
+    train_module = importlib.import_module("n2n_fast.training.step")
     real_step = train_module.train_step
 
     def watched(run, step):

@@ -10,7 +10,7 @@ import torch
 from n2n_fast import _ext
 from n2n_fast.padding import mirror_index
 from n2n_fast.reference import tiling as ref
-from n2n_fast.tiling_plan import MODES, axis_origins, make_plan, stride_for
+from n2n_fast.inference.plan import MODES, axis_origins, make_plan, stride_for
 from tolerance import assert_close
 
 IN_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -44,7 +44,7 @@ def _all_tiles(plan, n_images):
 
 def test_mirror_rule_matches_padding_module():
     """tiling_plan's mirror (used for band bounds) and the reference's padding.mirror_index agree everywhere."""
-    from n2n_fast.tiling_plan import _mirror
+    from n2n_fast.inference.plan import _mirror
 
     for size in (1, 2, 3, 7):
         positions = torch.arange(-5 * size - 3, 6 * size + 4)

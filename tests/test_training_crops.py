@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from n2n_fast import _backend, data
-from n2n_fast.device_crops import DeviceCrops
+from n2n_fast import _backend
+
+from n2n_fast.training import data
+from n2n_fast.crops import DeviceCrops
 from n2n_fast.reference.crops import training_crops as twin
 
 TRITON_DTYPES = dict(next(i for i in _backend.OPS["training_crops"] if i.backend == "triton").accepts.dtypes)["flat"]

@@ -1,5 +1,5 @@
 """The `crop_gather` and `training_crops` ops in PyTorch: training crops cut from a store's packed images
-(n2n_fast/device_crops.py); training_crops also draws the picks itself (its Triton twin does both in one launch).
+(n2n_fast/crops.py); training_crops also draws the picks itself (its Triton twin does both in one launch).
 
 Arguments (all on one device):
     flat        every image of the store, packed: image k's (C, H, W) values start at offsets[k]

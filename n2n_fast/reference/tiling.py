@@ -1,7 +1,7 @@
 """Pure-PyTorch twin of the tiling kernels (csrc/tiling.h): the test oracle and the CPU fallback.
 
 Written plainly, tile by tile, with slices and adds. Same arguments as the extension ops
-(n2n_fast/ops/tiling.py); the geometry comes from n2n_fast/tiling_plan.py.
+(n2n_fast/ops/tiling.py); the geometry comes from n2n_fast/inference/plan.py.
 """
 import math
 

@@ -17,7 +17,7 @@ def _check_pixels(rows, limit=None):
     if rows.is_floating_point() and not bool(torch.isfinite(rows).all()):
         raise ValueError("image: contains NaN or Inf values; accepted: finite pixels")
     if limit is not None and rows.is_floating_point() and rows.numel() and float(rows.max()) > limit:
-        from .value_range import refuse_unstated
+        from ..value_range import refuse_unstated
 
         refuse_unstated(float(rows.max()), "image")
 

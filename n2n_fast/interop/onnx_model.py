@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .extras import require
-from .unet import ALIGNMENT
+from ..extras import require
+from ..unet import ALIGNMENT
 
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")

@@ -14,7 +14,8 @@ import torch
 import n2n_fast
 from n2n_fast import Bernoulli, Gaussian, Impulse, Poisson
 from n2n_fast import checkpoint as ckpt
-from n2n_fast import schedule
+from n2n_fast.training import schedule
+from n2n_fast.training.interrupt import TrainingInterrupted
 
 TINY = dict(steps=3, batch_size=2, crop=32, features=8, progress=False, precision="float32", plot=False)
 
@@ -303,7 +304,7 @@ def test_folder_holding_a_run_is_refused_unless_resume_or_overwrite(tmp_path, sm
 def test_interrupt_checkpoints_at_a_step_boundary_and_resumes_bitwise(tmp_path, small, monkeypatch):
     import importlib
 
-    train_module = importlib.import_module("n2n_fast.train")  # the module: n2n_fast.train is the function
+    train_module = importlib.import_module("n2n_fast.training.step")
 
     args = dict(data=small, noise=Gaussian(0.1), **{**TINY, "steps": 6, "log_every": 1})
     whole = n2n_fast.train(out_dir=tmp_path / "whole", **args)
@@ -316,7 +317,7 @@ def test_interrupt_checkpoints_at_a_step_boundary_and_resumes_bitwise(tmp_path, 
         return loss
 
     monkeypatch.setattr(train_module, "train_step", step_then_ctrl_c)
-    with pytest.raises(train_module.TrainingInterrupted, match="stopped at step 3") as stopped:
+    with pytest.raises(TrainingInterrupted, match="stopped at step 3") as stopped:
         n2n_fast.train(out_dir=tmp_path / "cut", **args)
     assert ckpt.read(stopped.value.checkpoint)["step"] == 3
     monkeypatch.setattr(train_module, "train_step", real_step)
@@ -392,7 +393,7 @@ def test_cli_version_threads_overwrite_and_pairs_with_noise(tmp_path, small, cap
 
 
 def test_validation_uses_one_fixed_level_and_the_datas_range(tmp_path):
-    from n2n_fast.data import validation_noise
+    from n2n_fast.training.data import validation_noise
 
     assert validation_noise(Gaussian((0.0, 0.2))) == Gaussian(0.1)
     assert validation_noise(n2n_fast.PoissonGaussian((10.0, 30.0), 0.01)) == n2n_fast.PoissonGaussian(20.0, 0.01)

@@ -11,7 +11,7 @@ csrc/tiling.h consumes these origins; n2n_fast/reference/tiling.py too.
 """
 from dataclasses import dataclass
 
-from .conventions import BLEND_MODES as MODES
+from ..conventions import BLEND_MODES as MODES
 
 
 def _round_up(value, multiple):

@@ -1,4 +1,4 @@
-"""n2n_fast/tiling.py: n2n_fast.denoise end to end: kinds and layouts in and out, stitch exactness, blend quality
+"""n2n_fast/inference/denoise.py: n2n_fast.denoise end to end: kinds and layouts in and out, stitch exactness, blend quality
 against whole-image inference with a trained paper U-Net, determinism, bounded memory, bad input, and the
 `denoise` CLI."""
 import os
@@ -13,7 +13,7 @@ from torch import nn
 from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
 from n2n_fast.padding import mirror_pad
-from n2n_fast.tiling import denoise
+from n2n_fast.inference.denoise import denoise
 from tolerance import assert_close
 
 TILED_VS_WHOLE_MIN_PSNR = 50.0  # dB, issue 6 acceptance (float32 both sides, defaults)
@@ -257,7 +257,7 @@ def test_memory_bounded_by_tile_band(tmp_path):
     script = f"""
 import resource, numpy as np, torch
 from torch import nn
-from n2n_fast.tiling import denoise
+from n2n_fast.inference.denoise import denoise
 class Half(nn.Module):
     alignment = 32
     def forward(self, x):
@@ -276,7 +276,7 @@ assert int(out[5, 5]) == 500 and int(out[-1, -1]) == 500
 print(grown * 1024)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert result.returncode == 0, result.stderr[-3000:]
     grown = int(result.stdout.split()[-1])
     whole_float32 = 4096 * 4096 * 4

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conventions import __version__
+from ..conventions import __version__
 from .onnx_model import ONNX_ATOL, ONNX_RTOL, run_onnx, write_onnx
-from .extras import require
-from .unet import ALIGNMENT
+from ..extras import require
+from ..unet import ALIGNMENT
 
 PEAKS = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}  # input dtype -> the value that means 1.0
 # Tiles for tools that tile by the description (deepImageJ): a halo of half the default `denoise` overlap (64) per

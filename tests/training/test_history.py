@@ -1,8 +1,8 @@
-"""n2n_fast/history.py: the training history on disk, JSON and CSV written whole, columns from every row."""
+"""n2n_fast/training/history.py: the training history on disk, JSON and CSV written whole, columns from every row."""
 import csv
 import json
 
-from n2n_fast import history
+from n2n_fast.training import history
 
 
 def test_json_and_csv_hold_every_row_and_column(tmp_path):

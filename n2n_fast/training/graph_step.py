@@ -5,8 +5,8 @@ dispatch, Triton's binder, about 80 launches with autocast's casts) decides imag
 the whole step (crop gather, noise, forward, fused loss, backward, Adam) with one call. What capture requires and
 how it is met:
 - what changes per step is computed on the device from the step (`run.step_t`, the one value written before each
-  replay): the noise kernels and the on-device crop picks read it (n2n_fast/device_crops.py), the L0 exponent and
-  the Neighbor2Neighbor weight are computed from it (n2n_fast/schedule.py), and the learning rate is gathered
+  replay): the noise kernels and the on-device crop picks read it (n2n_fast/crops.py), the L0 exponent and
+  the Neighbor2Neighbor weight are computed from it (n2n_fast/training/schedule.py), and the learning rate is gathered
   from a per-step table into the 0-d tensor that fused, capturable Adam reads;
 - gradients exist before capture and are zeroed in place inside the graph (`zero_grad(set_to_none=False)`), so
   backward writes into the same buffers at every replay;

@@ -1,7 +1,7 @@
 """n2n_fast.export: a trained U-Net as an ONNX model or a bioimage.io package, for Fiji/deepImageJ, ilastik,
 napari, onnxruntime and other runtimes that do not run Python checkpoints.
 
-The ONNX model is built in n2n_fast/onnx_model.py, the bioimage.io package in n2n_fast/bioimageio.py.
+The ONNX model is built in n2n_fast/interop/onnx_model.py, the bioimage.io package in n2n_fast/interop/bioimageio.py.
 """
 import copy
 import os
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from .atomic_file import atomic_path
-from .extras import require
+from ..atomic_file import atomic_path
+from ..extras import require
 from .onnx_model import ONNX_MODULES, write_onnx
-from .unet import UNet
+from ..unet import UNet
 
 FORMATS = {"onnx": ".onnx", "bioimageio": ".zip"}  # format -> the file suffix it writes
 
@@ -21,7 +21,7 @@ def resolve(model_or_checkpoint, name="model_or_checkpoint"):
     """(a float32 CPU copy of the U-Net in eval mode, the checkpoint dict or None) from a UNet or a checkpoint
     path."""
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        from .train import load_checkpoint
+        from ..checkpoint import load_checkpoint
 
         return load_checkpoint(model_or_checkpoint, name)
     if isinstance(model_or_checkpoint, UNet):
@@ -63,7 +63,7 @@ def export(model_or_checkpoint, path, format=None, *, overwrite=False, **package
       height and width) or "bioimageio" (a .zip model package: rdf.yaml, ONNX and state-dict weights, test tensors,
       model card; validated with bioimageio.spec before it is written); None: from the suffix of `path`.
     overwrite: replace an existing file at `path` (otherwise that is an error).
-    package: options of the bioimage.io package (see n2n_fast.bioimageio.write_package): name, authors, license,
+    package: options of the bioimage.io package (see n2n_fast.interop.bioimageio.write_package): name, authors, license,
       input_dtype, test_image.
     Needs the [export] extra: pip install 'n2n_fast[export]'."""
     path, format = check_destination(path, format, overwrite)

@@ -4,7 +4,7 @@ import io
 import json
 from pathlib import Path
 
-from .atomic_file import write_bytes
+from ..atomic_file import write_bytes
 
 
 def write(history, out_dir):

@@ -1,10 +1,10 @@
-"""Training data path (n2n_fast/data.py): loading, compact store, counter-based crops, Neighbor2Neighbor sampler."""
+"""Training data path (n2n_fast/training/data.py): loading, compact store, counter-based crops, Neighbor2Neighbor sampler."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from n2n_fast import data as D
+from n2n_fast.training import data as D
 
 
 def _images(rng):

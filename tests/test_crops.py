@@ -1,10 +1,10 @@
-"""n2n_fast/device_crops.py: the device-side crop picks and gather equal data.draw_crops + ImageStore.crops."""
+"""n2n_fast/crops.py: the device-side crop picks and gather equal data.draw_crops + ImageStore.crops."""
 import numpy as np
 import pytest
 import torch
 
-from n2n_fast import data
-from n2n_fast.device_crops import DeviceCrops
+from n2n_fast.training import data
+from n2n_fast.crops import DeviceCrops
 
 rng = np.random.default_rng(0)
 STORES = {

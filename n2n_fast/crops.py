@@ -1,6 +1,6 @@
 """Training crops picked and cut on the device, from a step held in device memory: no host work between launches.
 
-The picks are exactly data.draw_crops' (same Philox words, same `word % n` choices: n2n_fast/data.py documents
+The picks are exactly data.draw_crops' (same Philox words, same `word % n` choices: n2n_fast/training/data.py documents
 the layout), computed from a 0-d int64 step tensor, so a replayed CUDA graph picks new crops at every step and a
 run resumed from a checkpoint continues the same sequence. The images of a store are packed into one flat buffer;
 one gather reads every crop, with its flip and quarter turns folded into the indices, and scales integers to [0, 1]

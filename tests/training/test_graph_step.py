@@ -1,4 +1,4 @@
-"""n2n_fast/graph_step.py: the training step as a replayed CUDA graph, refused with a reason where it cannot be."""
+"""n2n_fast/training/graph_step.py: the training step as a replayed CUDA graph, refused with a reason where it cannot be."""
 import importlib
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 
 import n2n_fast
 
-train_module = importlib.import_module("n2n_fast.train")
+train_module = importlib.import_module("n2n_fast.training.step")
 IMAGES = [np.random.default_rng(0).integers(0, 256, (40, 44, 3), dtype=np.uint8) for _ in range(2)]
 TINY = dict(data=IMAGES, noise=n2n_fast.Gaussian((0.0, 0.2)), steps=5, batch_size=2, crop=32, features=8,
             progress=False, plot=False, log_every=1)
@@ -33,7 +33,7 @@ def test_every_mode_but_the_host_owned_ones_is_captured():
     """graph_step.refusal names only what really needs the host or another mechanism (no GPU needed to ask)."""
     from types import SimpleNamespace
 
-    from n2n_fast import graph_step
+    from n2n_fast.training import graph_step
 
     cuda = torch.device("cuda")
     run = SimpleNamespace(loss="l0", device_crops=[object()], objective=train_module._neighbor2neighbor)

@@ -1,13 +1,13 @@
-"""tile="auto", overlap="auto": the plan from a memory budget (n2n_fast/tiling_auto.py), and its seam quality on
+"""tile="auto", overlap="auto": the plan from a memory budget (n2n_fast/inference/auto_plan.py), and its seam quality on
 a trained U-Net (issue 15 acceptance)."""
 import numpy as np
 import pytest
 import torch
 
 import n2n_fast
-from n2n_fast import tiling_auto
-from n2n_fast.tiling import denoise, denoise_plan
-from n2n_fast.tiling_plan import make_plan
+from n2n_fast.inference import auto_plan
+from n2n_fast.inference.denoise import denoise, denoise_plan
+from n2n_fast.inference.plan import make_plan
 
 SEAM_MIN_PSNR = 50.0  # dB, issue 15: tiled vs whole-image at the auto overlap, and between two budgets
 MIB = 1 << 20
@@ -39,15 +39,15 @@ def test_plan_is_the_same_on_any_machine():
 
 def test_default_budget_reads_total_memory_only(monkeypatch):
     pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": (2 << 30) // 4096}  # a 2 GiB machine
-    monkeypatch.setattr(tiling_auto.os, "sysconf", lambda name: pages[name])
-    assert tiling_auto.default_memory_budget(torch.device("cpu")) == 512 * MIB
+    monkeypatch.setattr(auto_plan.os, "sysconf", lambda name: pages[name])
+    assert auto_plan.default_memory_budget(torch.device("cpu")) == 512 * MIB
     pages["SC_PHYS_PAGES"] = (64 << 30) // 4096  # a large machine: the CPU cap
-    assert tiling_auto.default_memory_budget(torch.device("cpu")) == tiling_auto.CPU_BUDGET_CAP
+    assert auto_plan.default_memory_budget(torch.device("cpu")) == auto_plan.CPU_BUDGET_CAP
 
 
 def test_budget_too_small_for_one_aligned_tile_is_a_clear_error():
     unet = n2n_fast.UNet(3)
-    need = 32 * 32 * tiling_auto.activation_bytes_per_pixel(unet, 3) + 2 * 3 * 32 * 500 * 4
+    need = 32 * 32 * auto_plan.activation_bytes_per_pixel(unet, 3) + 2 * 3 * 32 * 500 * 4
     with pytest.raises(ValueError, match=rf"memory_budget: {need - 1} bytes is too small for one 32 x 32 tile.*"
                                          rf"at least {need}"):
         denoise_plan(unet, _image((300, 500, 3)), memory_budget=need - 1)
@@ -65,7 +65,7 @@ def test_auto_plan_fits_budget_and_covers_image(size, budget_mib, blend):
     height, width = size
     unet = n2n_fast.UNet(1, features=16)
     chosen = denoise_plan(unet, _image(size), memory_budget=budget_mib * MIB, blend=blend)
-    plan, per_pixel = chosen.plan, tiling_auto.activation_bytes_per_pixel(unet, 1)
+    plan, per_pixel = chosen.plan, auto_plan.activation_bytes_per_pixel(unet, 1)
     assert chosen.estimated_bytes <= budget_mib * MIB
     assert chosen.batch_size * plan.tile_h * plan.tile_w * per_pixel <= chosen.estimated_bytes
     margin = plan.overlap // 2 if blend == "stitch" else 0
@@ -84,7 +84,7 @@ def test_explicit_tile_and_overlap_are_honoured():
     unet = n2n_fast.UNet(3, features=16)
     given = denoise_plan(unet, _image((600, 500, 3)), tile=256, overlap=64, memory_budget=8 * MIB)
     assert given.plan == make_plan(600, 500, 256, 64, 32, "cosine") and not given.auto_tile
-    assert denoise_plan(unet, _image((600, 500, 3)), tile=256).plan.overlap == tiling_auto.auto_overlap(256, 32)
+    assert denoise_plan(unet, _image((600, 500, 3)), tile=256).plan.overlap == auto_plan.auto_overlap(256, 32)
     zero = denoise_plan(unet, _image((600, 500, 3)), overlap=0, memory_budget=40 * MIB)
     assert zero.auto_tile and zero.plan.overlap == 0 and zero.plan.count > 1
     assert "tiles of" in zero.describe() and "overlap 0" in zero.describe()
@@ -94,8 +94,8 @@ def test_overlap_rule_follows_measurements():
     """AUTO_OVERLAP as docs/tiling.md derives it: cosine 64 px below 384 px tiles, 32 from there on; gaussian 64;
     never >= tile / 2."""
     sides = (32, 64, 96, 128, 256, 352, 384, 704)
-    assert [tiling_auto.auto_overlap(t, 32) for t in sides] == [0, 0, 32, 32, 64, 64, 32, 32]
-    assert [tiling_auto.auto_overlap(t, 32, "gaussian") for t in sides] == [0, 0, 32, 32, 64, 64, 64, 64]
+    assert [auto_plan.auto_overlap(t, 32) for t in sides] == [0, 0, 32, 32, 64, 64, 32, 32]
+    assert [auto_plan.auto_overlap(t, 32, "gaussian") for t in sides] == [0, 0, 32, 32, 64, 64, 64, 64]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from n2n_fast import schedule
+from n2n_fast.training import schedule
 
 
 @pytest.mark.parametrize("steps", [1, 7, 1000, 300_001])

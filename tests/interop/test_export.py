@@ -15,9 +15,9 @@ import onnx  # noqa: E402
 
 import n2n_fast  # noqa: E402
 from n2n_fast import Gaussian, UNet  # noqa: E402
-from n2n_fast import bioimageio as bio  # noqa: E402
+from n2n_fast.interop import bioimageio as bio  # noqa: E402
 from n2n_fast.cli import main  # noqa: E402
-from n2n_fast.onnx_model import ONNX_ATOL, ONNX_OPSET, ONNX_RTOL, AlignedUNet, _mirror_positions, run_onnx  # noqa: E402,E501
+from n2n_fast.interop.onnx_model import ONNX_ATOL, ONNX_OPSET, ONNX_RTOL, AlignedUNet, _mirror_positions, run_onnx  # noqa: E402,E501
 from n2n_fast.extras import MissingExtra, require  # noqa: E402
 from n2n_fast.padding import mirror_index  # noqa: E402
 

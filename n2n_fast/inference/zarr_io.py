@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .extras import MissingExtra, require
+from ..extras import MissingExtra, require
 
 AXES = "tczyx"  # the NGFF axis names this module accepts (any order, y and x required)
 _DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16, np.dtype(np.float16): torch.float16,
@@ -220,7 +220,7 @@ def denoise_zarr(model, source, target, *, axes=None, overwrite=False, **options
         raise TypeError("denoise_zarr: source and target are paths of Zarr data")
     if "out" in options:
         raise TypeError("denoise_zarr: the output is `target`; out= is not accepted")
-    from .tiling import denoise
+    from .denoise import denoise
 
     array, names, ome = open_image(source, axes)
     image = ZarrImage(array, names)  # checks the dtype before anything is written

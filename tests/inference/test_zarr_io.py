@@ -21,9 +21,9 @@ import zarr  # noqa: E402
 import n2n_fast  # noqa: E402
 from n2n_fast import UNet, denoise  # noqa: E402
 from n2n_fast.cli import main  # noqa: E402
-from n2n_fast.zarr_io import denoise_zarr  # noqa: E402
+from n2n_fast.inference.zarr_io import denoise_zarr  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Residual(torch.nn.Module):
@@ -139,7 +139,7 @@ def test_ome_zarr_keeps_axes_units_pixel_sizes_and_version(tmp_path, version):
 _MEASURE = textwrap.dedent("""
     import json, resource, sys
     import torch
-    from n2n_fast.zarr_io import denoise_zarr
+    from n2n_fast.inference.zarr_io import denoise_zarr
 
     torch.set_num_threads(1)
 
@@ -262,7 +262,7 @@ def test_bad_zarr_inputs_and_outputs(tmp_path):
     with pytest.raises(TypeError, match="image: unsupported dtype int32"):
         denoise_zarr(net, tmp_path / "int.zarr", tmp_path / "out.zarr")
     with pytest.raises(ValueError, match="out: required when image is a chunked store"):
-        from n2n_fast.zarr_io import ZarrImage
+        from n2n_fast.inference.zarr_io import ZarrImage
 
         denoise(net, ZarrImage(zarr.open_array(str(tmp_path / "in.zarr")), "yx"))
     assert not (tmp_path / "out.zarr").exists() and (tmp_path / "notes.zarr" / "keep.txt").exists()

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .axes import check_axes, infer_axes, to_stack
-from .conventions import uint_peak
-from .io import SUPPORTED as IMAGE_SUFFIXES  # a folder's images: what io reads
-from .philox import host_words, philox_words
-from .value_range import check_unit_max, refuse_integers, scaling
+from ..axes import check_axes, infer_axes, to_stack
+from ..conventions import uint_peak
+from ..io import SUPPORTED as IMAGE_SUFFIXES  # a folder's images: what io reads
+from ..philox import host_words, philox_words
+from ..value_range import check_unit_max, refuse_integers, scaling
 
 DATA_KEY = 0x5A7A_5EED_C0FF_EE00  # below 2**63: keys travel as int64 into the extension
 SAMPLE, PAIR, NEIGHBOR = 0, 1, 2
@@ -59,7 +59,7 @@ def _as_image(array, where, value_range=None):
 
 def _read(path, where, axes, value_range=None):
     """The 2-D images of one file (one, or each slice of a Z/T stack) as compact (H, W, C) arrays."""
-    from .io import read_stack
+    from ..io import read_stack
 
     try:
         stack, _, _ = read_stack(path, axes, keep_integers=True)  # uint8/uint16 stay compact in the store
@@ -155,7 +155,7 @@ def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=
     (seed `seed`, step 0, image index as the sample index: fixed across runs), or val = (noisy, clean) as given."""
     if val is None:
         return []
-    from .noise import add_noise
+    from ..noise import add_noise
 
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
     clean_images = load_images(val_clean, "val", axes, value_range)

@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from .tiling_plan import MODES, Plan, axis_origins
+from .plan import MODES, Plan, axis_origins
 
 # Per blend, (minimum tile side, overlap) pairs, largest side first: the smallest overlap (pixels) with tiled vs
 # whole-image PSNR >= 50 dB in what benchmarks/seam_study.py measured for such tiles (docs/tiling.md has the
@@ -83,7 +83,7 @@ def activation_bytes_per_pixel(model, channels):
     custom = getattr(model, "activation_bytes_per_pixel", None)
     if callable(custom):
         return int(custom(channels))
-    from .unet import UNet
+    from ..unet import UNet
 
     if isinstance(model, UNet):
         per_feature, per_channel, fixed = UNET_FLOATS
@@ -192,7 +192,7 @@ def choose_plan(n_images, channels, height, width, *, tile, overlap, memory_budg
             _check_overlap(overlap)
         return plan_auto(n_images, channels, height, width, overlap=overlap, memory_budget=budget,
                          batch_size=batch_size, bytes_per_pixel=bytes_per_pixel, alignment=alignment, blend=blend)
-    from .tiling_plan import make_plan
+    from .plan import make_plan
 
     given = auto_overlap(tile, alignment, blend) if overlap == "auto" and isinstance(tile, int) else overlap
     plan = make_plan(height, width, tile, given, alignment, blend)

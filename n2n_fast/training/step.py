@@ -1,0 +1,203 @@
+"""One training step: what it reads (Run), the objective of each mode, and the step itself.
+
+`make_run` is the one setup of a step (train() and benchmarks/bench_train.py both build theirs with it): the
+precision, memory layout, optimizer and wrappers of the network. `train_step` sets the step's learning rate and
+device step and runs `step_body`, the part a CUDA graph captures (n2n_fast/training/graph_step.py).
+"""
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .. import loss as losses
+from ..crops import DeviceCrops
+from ..noise import add_noise
+from ..unet import UNet
+from . import data as training_data
+from . import graph_step, schedule
+
+BETAS, EPS = (0.9, 0.99), 1e-8  # the paper's Adam settings
+
+
+def autocast_dtype(precision, device):
+    """bf16 where the hardware computes it natively (CUDA with bf16; CPUs with AVX512-BF16 or AMX), else None."""
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return torch.bfloat16
+    return None
+
+
+def new_network(channels, features, seed):
+    """The U-Net train() starts from: He initialisation drawn from `seed`, on the CPU."""
+    with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG alone
+        torch.manual_seed(seed)
+        return UNet(channels, features=features)
+
+
+@dataclass
+class Run:
+    """Everything one training step reads: the model, its optimizer and the data, fixed before the loop."""
+    net: torch.nn.Module  # the U-Net itself (checkpoints, validation, the Neighbor2Neighbor no-grad pass)
+    model: torch.nn.Module  # what the step calls: net, or net wrapped by DDP / torch.compile
+    optimizer: torch.optim.Optimizer
+    objective: object  # one of OBJECTIVES: (run, step, index, picks, extra) -> loss tensor
+    stores: list  # data.ImageStore per realisation (one unless pairs=)
+    noise: object
+    loss: str
+    seed: int
+    steps: int
+    batch_size: int
+    crop: int
+    lr: float
+    rampdown: float
+    neighbor_weight: float
+    rank: int
+    memory_format: torch.memory_format
+    autocast: object  # a context-manager factory: bf16 autocast or nothing
+    amp: torch.dtype = None  # the autocast dtype, None for float32
+    step_t: torch.Tensor = None  # 0-d int64 on the device: the step the kernels and the crop picks read
+    one: torch.Tensor = None  # 0-d float32 1 on the device: the objective's backward seed
+    device_crops: list = None  # DeviceCrops per store, or None when a store is not resident (memmaps)
+    graphed: object = None  # a graph_step.GraphedStep once the step is captured
+    capturing: bool = False  # warming up or capturing: gradients are zeroed in place, never freed
+
+    def __post_init__(self):
+        device = self.stores[0].device
+        self.step_t = torch.zeros((), dtype=torch.int64, device=device)
+        self.one = torch.ones((), dtype=torch.float32, device=device)  # not a ones_like (a launch) at every step
+        usable = all(DeviceCrops.usable(store) for store in self.stores)
+        self.device_crops = ([DeviceCrops(store, training_data.DATA_KEY, training_data.SAMPLE)
+                              for store in self.stores] if usable else None)
+
+    def picks(self, step, index):
+        """This step's crop picks: on the host when the images are not resident; on the device, what the picks are
+        drawn from where they are cut (DeviceCrops.crops: one launch on Triton)."""
+        if self.device_crops:
+            return self.seed, self.step_t, index, self.batch_size
+        return training_data.draw_crops(self.seed, step, index, self.batch_size, self.stores[0].sizes, self.crop)
+
+    def cut(self, realisation, picks):
+        if self.device_crops:
+            return self.device_crops[realisation].crops(*picks, self.crop)
+        return self.stores[realisation].crops(picks, self.crop)
+
+    def loss_fn(self, pred, target, **extra):
+        return getattr(losses, f"{self.loss}_loss")(pred, target, **extra)
+
+    def network_input(self, batch):
+        return batch.contiguous(memory_format=self.memory_format)
+
+
+def make_run(net, stores, *, mode, noise, loss, seed, steps, batch_size, crop, lr, rampdown, neighbor_weight,
+             precision="auto", channels_last=None, compile=False, rank=0, world=1):
+    """The Run one step reads, set up as train() sets it up: `net` moved to the stores' device in the memory layout
+    the precision asks for (channels_last: None is auto, with bf16 or on CUDA), fused Adam with the paper's betas,
+    DistributedDataParallel when world > 1, torch.compile when asked, bf16 autocast where `precision` gives it."""
+    device = stores[0].device
+    amp = autocast_dtype(precision, device)
+    use_channels_last = channels_last if channels_last is not None else amp is not None or device.type == "cuda"
+    memory_format = torch.channels_last if use_channels_last else torch.contiguous_format
+    net = net.to(device=device, memory_format=memory_format)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=BETAS, eps=EPS, fused=True)
+    model = net if world == 1 else torch.nn.parallel.DistributedDataParallel(net)
+    # no weight-cast cache: a replayed CUDA graph would read casts freed after capture
+    autocast = ((lambda: torch.autocast(device.type, dtype=amp, cache_enabled=False)) if amp is not None
+                else contextlib.nullcontext)
+    return Run(net=net, model=torch.compile(model) if compile else model, optimizer=optimizer,
+               objective=OBJECTIVES[mode], stores=stores, noise=noise, loss=loss, seed=seed, steps=steps,
+               batch_size=batch_size, crop=crop, lr=lr, rampdown=rampdown, neighbor_weight=neighbor_weight,
+               rank=rank, memory_format=memory_format, autocast=autocast, amp=amp)
+
+
+# ---- the objectives, one per mode: (run, step, index of the rank's first sample, crop picks, loss extras) -> loss
+def _synthetic_n2n(run, step, index, picks, extra):
+    """Input and target are independent noisy copies of the same clean crops; the fused objective regenerates the
+    target inside the loss (n2n_fast.n2n_loss decides fused or not)."""
+    clean = run.cut(0, picks)
+    noisy = add_noise(clean, run.noise, seed=run.seed, step=run.step_t, index=index, check_finite=False)
+    pred = run.model(run.network_input(noisy))
+    return losses.n2n_loss(pred, clean, run.noise, seed=run.seed, step=run.step_t, index=index, kind=run.loss,
+                           **extra)
+
+
+def _noise2clean(run, step, index, picks, extra):
+    """The baseline: noisy input, clean target."""
+    clean = run.cut(0, picks)
+    noisy = add_noise(clean, run.noise, seed=run.seed, step=run.step_t, index=index, check_finite=False)
+    return run.loss_fn(run.model(run.network_input(noisy)), clean, **extra)
+
+
+def _real_pairs(run, step, index, picks, extra):
+    """Two different realisations of the same crop: one the input, the other the target."""
+    if run.device_crops:
+        first, second = run.device_crops[0].realisation_pairs(run.seed, run.step_t, index, run.batch_size,
+                                                              len(run.stores), training_data.PAIR)
+        every = torch.stack([run.cut(k, picks) for k in range(len(run.stores))])  # (R, B, C, H, W)
+        rows = torch.arange(run.batch_size, device=every.device)
+        inputs, target = every[first, rows], every[second, rows]
+    else:
+        which = training_data.draw_realisations(run.seed, step, index, len(picks), len(run.stores))
+        inputs, target = training_data.cut_pairs(run.stores, picks, which, run.crop)
+    return run.loss_fn(run.model(run.network_input(inputs)), target, **extra)
+
+
+def _neighbor2neighbor(run, step, index, picks, extra):
+    """Neighbor2Neighbor on single noisy images: two sub-images of neighbouring pixels, plus its regulariser."""
+    noisy = run.cut(0, picks)
+    if run.noise is not None:
+        noisy = add_noise(noisy, run.noise, seed=run.seed, step=run.step_t, index=index, check_finite=False)
+    choice = training_data.neighbor_choice(noisy.shape, run.seed, run.step_t, index, noisy.device)
+    g1, g2 = training_data.neighbor_split(noisy, choice)
+    with torch.no_grad():  # the regulariser's g1(f(y)) - g2(f(y)) is a fixed target (stop gradient)
+        f1, f2 = training_data.neighbor_split(run.net(run.network_input(noisy)).float(), choice)
+    pred = run.model(run.network_input(g1))
+    # the weight from the device step: a replayed graph computes each step's own
+    weight = schedule.neighbor_weight_on_device(run.step_t, run.steps, run.neighbor_weight)
+    return run.loss_fn(pred, g2, **extra) + weight * losses.l2_loss(pred, g2 + (f1 - f2))
+
+
+OBJECTIVES = {"noisy": _synthetic_n2n, "clean": _noise2clean, "pairs": _real_pairs, "neighbor": _neighbor2neighbor}
+
+
+def train_step(run, step):
+    """One optimisation step at `step`; returns the loss as a 0-d device tensor (no host sync)."""
+    if run.graphed is not None:
+        return run.graphed(step)
+    lr_now = schedule.learning_rate(step, run.steps, run.lr, run.rampdown)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_now
+    run.step_t.fill_(step)  # the kernels and the crop picks read the step from device memory
+    return step_body(run, step)
+
+
+def step_body(run, step):
+    """The step after its learning rate and run.step_t are set: what a CUDA graph captures (graph_step.py)."""
+    # the annealed exponent from the device step (read by the loss kernels): a replayed graph anneals it too
+    extra = {"gamma": schedule.l0_gamma_on_device(run.step_t, run.steps)} if run.loss == "l0" else {}
+    index = run.rank * run.batch_size  # global index of this rank's first sample in the step
+    picks = run.picks(step, index)
+    run.optimizer.zero_grad(set_to_none=run.graphed is None and not run.capturing)
+    with run.autocast():
+        objective = run.objective(run, step, index, picks, extra)
+    objective.backward(run.one)
+    run.optimizer.step()
+    return objective.detach()
+
+
+def capture(run, graph, device, world, compiled, first_step):
+    """Capture the step as a CUDA graph when `graph` asks for it and it can be (graph_step.refusal)."""
+    if graph not in ("auto", True, False):
+        raise ValueError(f"graph: expected 'auto', True or False, got {graph!r}")
+    why_not = graph_step.refusal(run, device, world, compiled)
+    if graph is True and why_not:
+        raise ValueError(f"graph: the step cannot be captured as a CUDA graph: {why_not}")
+    if graph is False or why_not or first_step >= run.steps:
+        return
+    run.capturing = True
+    run.graphed = graph_step.GraphedStep(run, first_step, step_body)
+    run.capturing = False
