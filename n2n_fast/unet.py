@@ -5,7 +5,13 @@ Five 2x2 max-pool levels with 48-channel 3x3 convolutions on the way down, neare
 but the last, which is linear. He (Kaiming) initialisation as in the paper: with PyTorch's default init the net
 starts near zero output and, e.g., tiled-vs-whole comparisons pass trivially.
 Sizes that are not multiples of 32 are mirror-padded up to one and cropped back.
+A network trained by n2n_fast.train carries the affine map its training data was normalised with
+(`normalisation=(offset, scale)`, docs/normalisation.md): it takes and returns data in the data's own units and
+computes inside on (x - offset) / scale. Without one (None, and every checkpoint written before it existed) the
+network is the plain U-Net, bitwise as before.
 """
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -13,6 +19,19 @@ from torch.nn import functional as F
 from .padding import mirror_pad
 
 ALIGNMENT = 32  # 2**5: five pooling levels
+
+
+def check_normalisation_map(value, name="normalisation"):
+    """None, or (offset, scale) as two Python floats with offset finite and scale finite and > 0."""
+    if value is None:
+        return None
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
+        raise TypeError(f"{name}: expected None or (offset, scale), two numbers, got {value!r}")
+    offset, scale = float(value[0]), float(value[1])
+    if not (math.isfinite(offset) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{name}: offset must be finite and scale finite and > 0, got {value!r}")
+    return offset, scale
 
 
 def _conv(cin, cout):
@@ -23,9 +42,11 @@ class UNet(nn.Module):
     """U-Net of the paper. (B, in_channels, H, W) -> (B, out_channels, H, W), any H, W >= 1.
 
     in_channels: channels of the noisy input; out_channels: of the output (default: in_channels);
-    features: encoder width (48 in the paper; the decoder uses twice as many)."""
+    features: encoder width (48 in the paper; the decoder uses twice as many);
+    normalisation: None, or (offset, scale) with scale > 0: inputs are mapped to (x - offset) / scale on the way in
+      and outputs back by y * scale + offset, in float32 (docs/normalisation.md)."""
 
-    def __init__(self, in_channels, out_channels=None, features=48):
+    def __init__(self, in_channels, out_channels=None, features=48, normalisation=None):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("features", features)):
@@ -34,6 +55,7 @@ class UNet(nn.Module):
             if value <= 0:
                 raise ValueError(f"UNet: {name} must be positive, got {value}")
         self.in_channels, self.out_channels, self.features = in_channels, out_channels, features
+        self.normalisation = check_normalisation_map(normalisation, "UNet: normalisation")
         f, d = features, 2 * features
         self.enc_conv0 = _conv(in_channels, f)
         self.enc_conv1 = _conv(f, f)  # followed by pool1
@@ -57,7 +79,23 @@ class UNet(nn.Module):
 
     def arguments(self):
         """Constructor arguments: what a checkpoint stores to rebuild the network."""
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels, "features": self.features}
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels, "features": self.features,
+                "normalisation": None if self.normalisation is None else list(self.normalisation)}
+
+    def to_network_units(self, x):
+        """`x` in the network's own units: (x - offset) / scale; `x` itself without a map."""
+        if self.normalisation is None:
+            return x
+        offset, scale = self.normalisation
+        return (x - offset) / scale
+
+    def to_data_units(self, y):
+        """The network's output `y` back in the data's units, float32 (a bf16 output would lose the offset's
+        precision); `y` itself without a map."""
+        if self.normalisation is None:
+            return y
+        offset, scale = self.normalisation
+        return y.float() * scale + offset
 
     def _core(self, x):
         act = lambda t: F.leaky_relu(t, 0.1)  # noqa: E731
@@ -91,7 +129,8 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: input must be (B, {self.in_channels}, H, W) with B >= 1, got {tuple(x.shape)}")
         height, width = x.shape[-2:]
         pad_h, pad_w = -height % ALIGNMENT, -width % ALIGNMENT
+        x = self.to_network_units(x)  # per pixel: commutes with the mirror padding
         if pad_h or pad_w:
             x = mirror_pad(x, 0, pad_w, 0, pad_h)
         y = self._core(x)
-        return y[..., :height, :width] if (pad_h or pad_w) else y
+        return self.to_data_units(y[..., :height, :width] if (pad_h or pad_w) else y)

@@ -75,7 +75,7 @@ def _destination(image, out):
     """The array results go to: `out` after checks, or a new array like `image`."""
     if out is None:
         if getattr(image, "is_band_store", False):
-            raise ValueError("out: required when image is a chunked store (use n2n_fast.inference.zarr_io.denoise_zarr)")
+            raise ValueError("out: required when image is a chunked store (use n2n_fast.denoise_zarr)")
         if isinstance(image, np.ndarray):  # same dtype, in native byte order (a big-endian result is a copy away)
             return np.empty(image.shape, dtype=image.dtype.newbyteorder("="))
         return torch.empty_like(image, memory_format=torch.contiguous_format)
@@ -190,6 +190,8 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     view, _ = _as_nchw(image, "image")
     value_range = check_value_range(value_range)
     limit = denoise_limit(value_range, view.dtype, None if out is None else _as_nchw(out, "out")[0].dtype)
+    if getattr(model, "normalisation", None) is not None:
+        limit = None  # the network's own map, not [0, 1], says what units it takes (docs/normalisation.md)
     bf16 = precision_name(precision, accepted=PRECISIONS) == "bfloat16"
     model_device, model_dtype = _check_model(model)
     chosen = denoise_plan(model, image, tile=tile, overlap=overlap, memory_budget=memory_budget,

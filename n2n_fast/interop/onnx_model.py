@@ -52,9 +52,10 @@ class AlignedUNet(nn.Module):
         height, width = x.shape[-2], x.shape[-1]
         padded_h = (height + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
         padded_w = (width + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        x = self.net.to_network_units(x)  # the training data's map, when the net has one, is part of the graph
         x = x.index_select(-2, _mirror_positions(padded_h, height))
         x = x.index_select(-1, _mirror_positions(padded_w, width))
-        return self.net._core(x)[..., :height, :width]
+        return self.net.to_data_units(self.net._core(x)[..., :height, :width])
 
 
 def write_onnx(net, path):

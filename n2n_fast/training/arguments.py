@@ -6,6 +6,7 @@ from ..conventions import LOSS_KINDS as LOSSES
 from ..conventions import TRAIN_TARGETS as TARGETS
 from ..conventions import precision_name
 from ..devices import check_device
+from .normalisation import check_normalisation
 
 
 def check_value(name, value, kind, low=None):
@@ -35,6 +36,7 @@ def check_arguments(a):
     if a["features"] > 1024:  # 10**5 would allocate hundreds of GB after the data loaded
         raise ValueError(f"features: expected at most 1024 (the paper uses 48), got {a['features']}")
     check_device(a["device"])
+    check_normalisation(a["normalisation"])
     if a["val_every"] is not None:
         check_value("val_every", a["val_every"], int, 1)
     if a["seed"] >= 2**63 or a["rampdown"] > 1 or a["lr"] == 0:

@@ -33,9 +33,10 @@ SAMPLE, PAIR, NEIGHBOR = 0, 1, 2
 NEIGHBOR_PAIRS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 3), (3, 1), (2, 3), (3, 2))
 
 
-def _as_image(array, where, value_range=None):
+def _as_image(array, where, value_range=None, any_units=False):
     """(H, W, C) array kept in its compact dtype (uint8, uint16) or float32 in [0, 1] units (value_range: checked,
-    n2n_fast/value_range.py); errors name `where`."""
+    n2n_fast/value_range.py), or in any units when `any_units` (no synthetic noise level depends on them: real
+    pairs, Neighbor2Neighbor on noisy data); errors name `where`."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{where}: expected a numpy array or an image path, got {type(array).__name__}")
     if array.ndim == 2:
@@ -53,11 +54,12 @@ def _as_image(array, where, value_range=None):
     if isinstance(value_range, tuple):  # the data's units -> [0, 1], the units the network and the noise work in
         low, scale = scaling(value_range)
         return (array - np.float32(low)) / np.float32(scale)
-    check_unit_max(array, value_range, where)
+    if not any_units:
+        check_unit_max(array, value_range, where)
     return array
 
 
-def _read(path, where, axes, value_range=None):
+def _read(path, where, axes, value_range=None, any_units=False):
     """The 2-D images of one file (one, or each slice of a Z/T stack) as compact (H, W, C) arrays."""
     from ..io import read_stack
 
@@ -67,46 +69,49 @@ def _read(path, where, axes, value_range=None):
         raise ValueError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise ValueError(f"{where}: cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from exc
-    return [_as_image(image, f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else ""), value_range)
-            for z, image in enumerate(stack)]
+    return [_as_image(image, f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else ""), value_range,
+                      any_units) for z, image in enumerate(stack)]
 
 
-def _array_images(array, where, axes, value_range=None):
+def _array_images(array, where, axes, value_range=None, any_units=False):
     if axes is None and array.ndim == 4:  # an (N, H, W, C) stack, as before axes existed
-        return [_as_image(image, f"{where}[{i}]", value_range) for i, image in enumerate(array)]
+        return [_as_image(image, f"{where}[{i}]", value_range, any_units) for i, image in enumerate(array)]
     if axes is None:  # (H, W) or (H, W, C) with C <= 4; a (4, 256, 256) array must say what it is
         if array.ndim == 3:
             infer_axes(array.shape, name=where)
-        return [_as_image(array, where, value_range)]
+        return [_as_image(array, where, value_range, any_units)]
     stack = to_stack(array, check_axes(axes, array.shape))
-    return [_as_image(image, f"{where}[{i}]" if len(stack) > 1 else where, value_range)
+    return [_as_image(image, f"{where}[{i}]" if len(stack) > 1 else where, value_range, any_units)
             for i, image in enumerate(stack)]
 
 
-def load_images(source, name, axes=None, value_range=None):
+def load_images(source, name, axes=None, value_range=None, any_units=False):
     """A list of (H, W, C) arrays from a folder, an image path, a list of paths/arrays, or an array. Z/T stacks
     (axes such as "ZYX", n2n_fast/axes.py) become one 2-D image per slice.
 
     An array without axes is one image when 2-D (H, W) or 3-D (H, W, C), a stack when 4-D (N, H, W, C).
-    value_range: the stated range of float images, checked (n2n_fast/value_range.py)."""
+    value_range: the stated range of float images, checked (n2n_fast/value_range.py); any_units: floats of an
+    unstated range are taken as they are (no [0, 1] check)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise ValueError(f"{name}: folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            return [image for i, p in enumerate(files) for image in _read(p, f"{name}[{i}]", axes, value_range)]
+            return [image for i, p in enumerate(files)
+                    for image in _read(p, f"{name}[{i}]", axes, value_range, any_units)]
         if not path.exists():
             raise ValueError(f"{name}: {str(path)!r} does not exist")
-        return _read(path, name, axes, value_range)
+        return _read(path, name, axes, value_range, any_units)
     if isinstance(source, np.ndarray):
-        return _array_images(source, name, axes, value_range)
+        return _array_images(source, name, axes, value_range, any_units)
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError(f"{name}: empty list of images")
         return [image for i, item in enumerate(source)
-                for image in (_read(item, f"{name}[{i}]", axes, value_range) if isinstance(item, (str, os.PathLike))
-                              else _array_images(item, f"{name}[{i}]", axes, value_range))]
+                for image in (_read(item, f"{name}[{i}]", axes, value_range, any_units)
+                              if isinstance(item, (str, os.PathLike))
+                              else _array_images(item, f"{name}[{i}]", axes, value_range, any_units))]
     raise TypeError(f"{name}: expected a folder, an image path, a list of paths or arrays, or a numpy array; "
                     f"got {type(source).__name__}")
 
@@ -127,13 +132,14 @@ def _scale(array):
     return float(uint_peak(array.dtype) or 1.0)
 
 
-def training_stores(data, pairs, crop, device, axes=None, value_range=None):
-    """(stores, images of the first realisation): the training images decoded once and checked (aligned pairs,
-    one channel count, each at least crop x crop), kept compact on `device`."""
+def training_stores(data, pairs, crop, device, axes=None, value_range=None, any_units=False):
+    """(stores, realisations): the training images decoded once and checked (aligned pairs, one channel count,
+    each at least crop x crop), kept compact on `device`, and the decoded (H, W, C) arrays of each realisation."""
     if pairs is not None:
         if not isinstance(pairs, (tuple, list)) or len(pairs) < 2:
             raise ValueError(f"pairs: expected a tuple of >= 2 aligned sources, got {type(pairs).__name__}")
-        realisations = [load_images(source, f"pairs[{k}]", axes, value_range) for k, source in enumerate(pairs)]
+        realisations = [load_images(source, f"pairs[{k}]", axes, value_range, any_units)
+                        for k, source in enumerate(pairs)]
         first = [i.shape for i in realisations[0]]
         for k, images in enumerate(realisations[1:], 1):
             mine = [i.shape for i in images]
@@ -145,12 +151,12 @@ def training_stores(data, pairs, crop, device, axes=None, value_range=None):
                 raise ValueError(f"pairs[{k}]: the same images as pairs[0]; Noise2Noise needs two independent noisy "
                                  "realisations of each scene (identical pairs teach the identity map)")
     else:
-        realisations = [load_images(data, "data", axes, value_range)]
+        realisations = [load_images(data, "data", axes, value_range, any_units)]
     check_images(realisations[0], "pairs[0]" if pairs is not None else "data", crop)
-    return [ImageStore(images, device) for images in realisations], realisations[0]
+    return [ImageStore(images, device) for images in realisations], realisations
 
 
-def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=None):
+def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=None, any_units=False):
     """[(noisy, clean)] (1, C, H, W) float32 tensors on `device`: val's clean images noised once with `noise`
     (seed `seed`, step 0, image index as the sample index: fixed across runs), or val = (noisy, clean) as given."""
     if val is None:
@@ -158,12 +164,13 @@ def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=
     from ..noise import add_noise
 
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
-    clean_images = load_images(val_clean, "val", axes, value_range)
+    clean_images = load_images(val_clean, "val", axes, value_range, any_units)
     check_images(clean_images, "val")
     if clean_images[0].shape[2] != channels:
         raise ValueError(f"val: images have {clean_images[0].shape[2]} channels, the training data {channels}")
     clean_store = ImageStore(clean_images, device)
-    noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes, value_range), device)
+    noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes, value_range,
+                                                                        any_units), device)
     if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
         raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
     fixed = None if noise is None else validation_noise(noise)

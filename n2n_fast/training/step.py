@@ -15,6 +15,7 @@ from ..noise import add_noise
 from ..unet import UNet
 from . import data as training_data
 from . import graph_step, schedule
+from .normalisation import loss_exponent
 
 BETAS, EPS = (0.9, 0.99), 1e-8  # the paper's Adam settings
 
@@ -32,11 +33,12 @@ def autocast_dtype(precision, device):
     return None
 
 
-def new_network(channels, features, seed):
-    """The U-Net train() starts from: He initialisation drawn from `seed`, on the CPU."""
+def new_network(channels, features, seed, normalisation=None):
+    """The U-Net train() starts from: He initialisation drawn from `seed`, on the CPU, carrying the training data's
+    map (n2n_fast/training/normalisation.py) when there is one."""
     with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG alone
         torch.manual_seed(seed)
-        return UNet(channels, features=features)
+        return UNet(channels, features=features, normalisation=normalisation)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Run:
     memory_format: torch.memory_format
     autocast: object  # a context-manager factory: bf16 autocast or nothing
     amp: torch.dtype = None  # the autocast dtype, None for float32
+    inv_scale: float = None  # 1 / the network's normalisation scale: losses are reported in its units; None: no map
     step_t: torch.Tensor = None  # 0-d int64 on the device: the step the kernels and the crop picks read
     one: torch.Tensor = None  # 0-d float32 1 on the device: the objective's backward seed
     device_crops: list = None  # DeviceCrops per store, or None when a store is not resident (memmaps)
@@ -87,7 +90,20 @@ class Run:
         return self.stores[realisation].crops(picks, self.crop)
 
     def loss_fn(self, pred, target, **extra):
-        return getattr(losses, f"{self.loss}_loss")(pred, target, **extra)
+        return self.network_units(getattr(losses, f"{self.loss}_loss")(pred, target, **extra), self.loss,
+                                  extra.get("gamma"))
+
+    def network_units(self, value, kind, gamma=None):
+        """A loss of data-unit predictions as the same loss in the network's normalised units: the net outputs
+        y * scale + offset, so an L2 loss is scale**2 times its normalised value (L1: scale, L0: scale**gamma).
+        Training on the normalised loss keeps gradients at unit scale for low-count data, where Adam's eps would
+        otherwise swamp them (docs/normalisation.md)."""
+        if self.inv_scale is None:
+            return value
+        exponent = loss_exponent(kind)
+        if exponent is None:  # L0: the device gamma of this step
+            return value * torch.pow(self.inv_scale, gamma)
+        return value * self.inv_scale ** exponent if exponent else value
 
     def network_input(self, batch):
         return batch.contiguous(memory_format=self.memory_format)
@@ -111,7 +127,8 @@ def make_run(net, stores, *, mode, noise, loss, seed, steps, batch_size, crop, l
     return Run(net=net, model=torch.compile(model) if compile else model, optimizer=optimizer,
                objective=OBJECTIVES[mode], stores=stores, noise=noise, loss=loss, seed=seed, steps=steps,
                batch_size=batch_size, crop=crop, lr=lr, rampdown=rampdown, neighbor_weight=neighbor_weight,
-               rank=rank, memory_format=memory_format, autocast=autocast, amp=amp)
+               rank=rank, memory_format=memory_format, autocast=autocast, amp=amp,
+               inv_scale=None if net.normalisation is None else 1.0 / net.normalisation[1])
 
 
 # ---- the objectives, one per mode: (run, step, index of the rank's first sample, crop picks, loss extras) -> loss
@@ -121,8 +138,8 @@ def _synthetic_n2n(run, step, index, picks, extra):
     clean = run.cut(0, picks)
     noisy = add_noise(clean, run.noise, seed=run.seed, step=run.step_t, index=index, check_finite=False)
     pred = run.model(run.network_input(noisy))
-    return losses.n2n_loss(pred, clean, run.noise, seed=run.seed, step=run.step_t, index=index, kind=run.loss,
-                           **extra)
+    return run.network_units(losses.n2n_loss(pred, clean, run.noise, seed=run.seed, step=run.step_t, index=index,
+                                             kind=run.loss, **extra), run.loss, extra.get("gamma"))
 
 
 def _noise2clean(run, step, index, picks, extra):
@@ -158,7 +175,7 @@ def _neighbor2neighbor(run, step, index, picks, extra):
     pred = run.model(run.network_input(g1))
     # the weight from the device step: a replayed graph computes each step's own
     weight = schedule.neighbor_weight_on_device(run.step_t, run.steps, run.neighbor_weight)
-    return run.loss_fn(pred, g2, **extra) + weight * losses.l2_loss(pred, g2 + (f1 - f2))
+    return run.loss_fn(pred, g2, **extra) + weight * run.network_units(losses.l2_loss(pred, g2 + (f1 - f2)), "l2")
 
 
 OBJECTIVES = {"noisy": _synthetic_n2n, "clean": _noise2clean, "pairs": _real_pairs, "neighbor": _neighbor2neighbor}

@@ -30,6 +30,7 @@ from . import schedule
 from . import step as steps_module
 from .arguments import check_arguments, plot_wanted
 from .interrupt import StopRequest, TrainingInterrupted
+from .normalisation import choose_map, describe_source
 from .run_folder import check_run_folder, check_writable, remove_run, resume_run, save_run
 
 VAL_SEED = 2018  # validation noise is fixed across runs and seeds, so PSNR curves are comparable
@@ -46,7 +47,8 @@ class TrainResult:
 def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", steps, batch_size=4, crop=256,
           lr=3e-4, seed=0, out_dir, resume=False, val=None, device=None, precision="auto", compile=False,
           features=48, rampdown=0.3, neighbor_weight=2.0, log_every=10, val_every=None, checkpoint_every=1000,
-          channels_last=None, progress=True, plot=None, overwrite=False, axes=None, graph="auto", value_range=None):
+          channels_last=None, progress=True, plot=None, overwrite=False, axes=None, graph="auto", value_range=None,
+          normalisation="auto"):
     """Train a U-Net denoiser; returns a TrainResult (.model, .history, .checkpoint, .best_checkpoint).
 
     data / pairs / val: a folder, an image path, a list of paths or (H, W[, C]) arrays, or an array ((N, H, W, C)
@@ -55,8 +57,13 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
       (noisy, clean); validation PSNR is relative to each clean image's range (max - min).
     axes: the layout of the files and arrays given ("YX", "YXC", "CYX", "ZYX", "TYX", "ZYXC", ...; see
       n2n_fast/axes.py): Z/T stacks train as sets of 2-D images; ambiguous 3-D/4-D data without it is refused.
-    value_range: the range of float images (n2n_fast/value_range.py): None ([0, 1]; a maximum above 4 is refused),
-      (low, high) (scaled to [0, 1] on the way in; noise levels stay in [0, 1] units) or "hdr" (as they are).
+    value_range: the range of float images (n2n_fast/value_range.py): None (floats as they are; with a synthetic
+      `noise`, whose levels are in [0, 1] units, a maximum above 4 is refused), (low, high) (scaled to [0, 1] on
+      the way in; noise levels stay in [0, 1] units) or "hdr" (as they are).
+    normalisation: the affine map the network sees the data through (docs/normalisation.md): "auto" (the mean
+      and standard deviation of the training data, recorded in the checkpoint and applied by denoise and export),
+      None (no map: the network sees [0, 1] units, as before this option) or (offset, scale). Losses in the
+      history are in the network's normalised units.
     noise: an n2n_fast.noise model (Gaussian, Poisson, ...); needed with `data` unless targets="neighbor" on data
       that is already noisy. loss: "l2" | "l1" | "l0" (gamma annealed 2 -> 0) | "hdr".
     steps, batch_size (per rank), crop (square, pixels), lr (Adam, cos² ramp-down over the last `rampdown`), seed.
@@ -79,25 +86,33 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     plot = plot_wanted(plot)
     check_run_folder(out_dir, resume, overwrite)
     rank, world, device, started = _distributed(device)
-    stores, images = training_data.training_stores(data, pairs, crop, device, axes, value_range)
+    # floats of any units train where no synthetic noise level depends on their units (docs/normalisation.md)
+    any_units = noise is None and value_range is None
+    stores, realisations = training_data.training_stores(data, pairs, crop, device, axes, value_range, any_units)
+    images = realisations[0]
     channels = images[0].shape[2]
+    data_map = choose_map(normalisation, realisations, describe_source("pairs", pairs) if pairs is not None
+                          else describe_source("data", data))
     if noise is not None:  # the noise model checks its own parameters; fail here, before any training
         noisy_pair(torch.rand(1, channels, 4, 4, device=device), noise, seed=seed)
-    val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED, axes, value_range)
+    val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED, axes, value_range,
+                                               any_units)
     check_writable(out_dir)
     out_dir = Path(out_dir)
     if overwrite and not resume:
         remove_run(out_dir)
 
     mode = "pairs" if pairs is not None else targets
-    run = steps_module.make_run(steps_module.new_network(channels, features, seed), stores, mode=mode, noise=noise,
-                                loss=loss, seed=seed, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
-                                rampdown=rampdown, neighbor_weight=neighbor_weight, precision=precision,
-                                channels_last=channels_last, compile=compile, rank=rank, world=world)
+    net = steps_module.new_network(channels, features, seed, data_map)
+    run = steps_module.make_run(net, stores, mode=mode, noise=noise, loss=loss, seed=seed, steps=steps,
+                                batch_size=batch_size, crop=crop, lr=lr, rampdown=rampdown,
+                                neighbor_weight=neighbor_weight, precision=precision, channels_last=channels_last,
+                                compile=compile, rank=rank, world=world)
     train_args = {"mode": mode, "loss": loss, "steps": steps, "batch_size": batch_size, "world_size": world,
                   "crop": crop, "lr": lr, "rampdown": rampdown, "seed": seed, "noise": repr(noise),
                   "features": features, "precision": str(run.amp or "float32"), "neighbor_weight": neighbor_weight,
-                  "data": training_data.describe(images), "realisations": len(stores), "value_range": value_range}
+                  "data": training_data.describe(images), "realisations": len(stores), "value_range": value_range,
+                  "normalisation": None if data_map is None else list(data_map)}
     start, history, best_psnr = 0, [], None
     if resume and (out_dir / "last.pt").exists():
         start, history, best_psnr = resume_run(run.net, run.optimizer, out_dir / "last.pt", train_args)
@@ -137,7 +152,8 @@ def _distributed(device):
 
 @torch.no_grad()
 def _val_psnr(net, val, autocast, memory_format):
-    """Mean PSNR (dB) of the network's outputs, clipped to [0, 1], over the validation (noisy, clean) pairs, each
+    """Mean PSNR (dB) of the network's outputs, clipped to the clean image's [min, max] (its own units), over the
+    validation (noisy, clean) pairs, each
     relative to its clean image's own range (max - min): 16-bit data holding counts of 100-4000 out of 65535 would
     otherwise score ~45 dB while worse than its input."""
     net.eval()
@@ -146,7 +162,8 @@ def _val_psnr(net, val, autocast, memory_format):
         with autocast():
             pred = net(noisy.contiguous(memory_format=memory_format))
         data_range = max(float(clean.max() - clean.min()), 1e-6)
-        total += psnr(torch.mean((pred.float().clamp(0, 1) - clean) ** 2).item(), peak=data_range)
+        low, high = float(clean.min()), float(clean.max())  # the data's units: [0, 1] for integer images
+        total += psnr(torch.mean((pred.float().clamp(low, high) - clean) ** 2).item(), peak=data_range)
     net.train()
     return total / len(val)
 

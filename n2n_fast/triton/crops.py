@@ -3,9 +3,9 @@ n2n_fast/reference/crops.py, its PyTorch twin, bit for bit).
 
 Why one kernel: the twin draws the Philox words, turns them into picks (`word % n`) and builds its gather index with
 about 35 small ops, each a launch on a GPU (and a node in the captured graph). Here program (block, b) draws
-sample b's four words itself (the counter layout of n2n_fast/training/data.py, the step read from device memory in train()),
-picks the image, the corner, the flip and the quarter turns, and reads and writes BLOCK output pixels of every
-channel: bytes per output element, the source element (1-4 bytes) plus 4 written.
+sample b's four words itself (the counter layout of n2n_fast/training/data.py, the step read from device memory
+in train()), picks the image, the corner, the flip and the quarter turns, and reads and writes BLOCK output
+pixels of every channel: bytes per output element, the source element (1-4 bytes) plus 4 written.
 """
 import torch
 import triton
