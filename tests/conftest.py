@@ -1,4 +1,4 @@
-"""Test harness for GPU code on machines without a GPU (SPEC §5).
+"""Test harness for GPU code on machines without a GPU (docs/design.md §4).
 
 Two pytest processes:
   TRITON_INTERPRET=1 pytest -m interpret      Triton kernels on CPU tensors, against the reference

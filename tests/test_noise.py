@@ -45,8 +45,8 @@ def ulp(values, dtype):
 
 
 def assert_noise_parity(actual, expected, noise):
-    """SPEC §4 parity: float32 within NOISE_F32_REL * max(1, |y|), bf16/fp16 within one ulp; Poisson models may
-    differ beyond that (a count off by one) on POISSON_MISMATCH_FRACTION of the elements."""
+    """Parity (docs/design.md §2): float32 within NOISE_F32_REL * max(1, |y|), bf16/fp16 within one ulp; Poisson
+    models may differ beyond that (a count off by one) on POISSON_MISMATCH_FRACTION of the elements."""
     assert actual.dtype == expected.dtype and actual.shape == expected.shape
     err = (actual.float() - expected.float()).abs()
     if expected.dtype == torch.float32:
@@ -314,7 +314,7 @@ def test_triton_op_opcheck_and_fullgraph_compile(gen):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", list(MODELS))
 def test_gpu_triton_matches_reference(gen, name):
-    """On a real GPU: contracted multiply-adds move float32 results by an ulp, so the SPEC tolerances apply."""
+    """On a real GPU: contracted multiply-adds move float32 results by an ulp, so docs/design.md §2's bounds apply."""
     noise = MODELS[name]
     for in_dtype, out_dtype in ((torch.float32, torch.float32), (torch.uint8, torch.bfloat16)):
         x = clean_batch(gen, (3, 3, 67, 45), in_dtype)
