@@ -106,3 +106,29 @@ def test_cli_examples_run_as_written(tmp_path, monkeypatch, capsys):
         denoised, dtype = n2n_fast.read_image(name)
         assert denoised.shape == (70, 90, 3) and dtype == np.uint8, name
     assert Path("model.onnx").stat().st_size > 0
+
+
+def _anchor(heading):
+    """GitHub's anchor of a markdown heading: lower case, punctuation dropped except - and _, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_relative_links_in_readme_and_docs_resolve():
+    """Every relative link of README.md, docs/*.md and benchmarks/RESULTS.md names a file that exists and, with a
+    #fragment, a heading of that file (the README points into docs/ by section)."""
+    root = README.parent
+    pages = [README, root / "benchmarks" / "RESULTS.md", *sorted((root / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, fragment = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif fragment and linked.suffix == ".md":
+                anchors = {_anchor(h) for h in re.findall(r"^#+ (.+)$", linked.read_text(), re.M)}
+                if fragment not in anchors:
+                    broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
