@@ -24,9 +24,9 @@ TINY_TRAIN = ["--features", "8", "--crop", "32", "--batch-size", "2", "--quiet"]
 
 
 def _block(heading, language):
-    """The first ```language block after the line `heading` in the README."""
+    """The first ```language block after the first line starting with `heading` in the README."""
     text = README.read_text()
-    start = text.index(heading + "\n")
+    start = text.index(heading)
     match = re.compile(rf"```{language}\n(.*?)```", re.S).search(text, start)
     assert match, f"README: no ```{language} block after {heading!r}"
     return match.group(1)
@@ -132,3 +132,10 @@ def test_relative_links_in_readme_and_docs_resolve():
                 if fragment not in anchors:
                     broken.append(f"{page.name}: {target} (no such heading)")
     assert not broken, broken
+
+
+def test_quick_start_holds_the_two_setup_commands():
+    """The quick start's two commands are the setup contract: install and run the demo; run CI."""
+    commands = [line for line in _block("## Quick start", "bash").splitlines() if line and not line.startswith("#")]
+    assert commands == ['pip install torch==2.14.1 && CUDA_HOME=/usr/local/cuda pip install --no-build-isolation -e '
+                        '".[demo]" && n2n-fast demo --n2c', "bash .ci/run"], commands
