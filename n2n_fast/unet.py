@@ -9,7 +9,7 @@ Sizes that are not multiples of 32 are mirror-padded up to one and cropped back.
 dims=3 is the same network with 3x3x3 convolutions (same names, widths, activations, initialisation). Every level
 pools y and x by 2; only the deepest `z_pools` levels pool z too (2x2x2, the others 1x2x2), so stacks of a few
 slices and anisotropic voxels are not squeezed along z like y and x. `z_pool_levels` picks that number from the
-data (docs/volumes.md §1); the alignment becomes (2**z_pools, 32, 32).
+data (docs/volumes.md §1); the alignment per axis (`spatial_alignment`) becomes (2**z_pools, 32, 32).
 """
 import math
 
@@ -77,8 +77,8 @@ class UNet(nn.Module):
     dims: 2 for images, 3 for volumes (3x3x3 convolutions);
     z_pools: dims=3 only: how many of the five levels, the deepest ones, pool z as well as y and x (0..5; default
       5, isotropic volumes of 32 slices or more); `z_pool_levels(depth, anisotropy)` picks it from the data.
-    `alignment`: the multiple each spatial axis is mirror-padded to inside forward ((32, 32), or
-      (2**z_pools, 32, 32))."""
+    `spatial_alignment`: the multiple each spatial axis is mirror-padded to inside forward ((32, 32), or
+      (2**z_pools, 32, 32)); `alignment`: y's and x's, 32."""
 
     def __init__(self, in_channels, out_channels=None, features=48, dims=2, z_pools=None):
         super().__init__()
@@ -97,7 +97,9 @@ class UNet(nn.Module):
         # per level (1..5): the max-pool kernel, which nearest upsampling undoes on the way back
         self._kernels = [2] * LEVELS if dims == 2 else \
             [(2 if level > LEVELS - z_pools else 1, 2, 2) for level in range(1, LEVELS + 1)]
-        self.alignment = (ALIGNMENT,) * 2 if dims == 2 else (2 ** z_pools, ALIGNMENT, ALIGNMENT)
+        # `alignment` is y-x's (the int n2n_fast.denoise reads from any model); `spatial_alignment` every axis's
+        self.alignment = ALIGNMENT
+        self.spatial_alignment = (ALIGNMENT,) * 2 if dims == 2 else (2 ** z_pools, ALIGNMENT, ALIGNMENT)
         f, d = features, 2 * features
         conv = lambda cin, cout: _conv(cin, cout, dims)  # noqa: E731
         self.enc_conv0 = conv(in_channels, f)
@@ -138,7 +140,7 @@ class UNet(nn.Module):
         return F.interpolate(t, scale_factor=self._kernels[level - 1], mode="nearest")
 
     def _core(self, x):
-        """The network on an input already aligned to `self.alignment`."""
+        """The network on an input already aligned to `self.spatial_alignment`."""
         act = lambda t: F.leaky_relu(t, 0.1)  # noqa: E731
         skips = [x]
         h = act(self.enc_conv0(x))
@@ -188,7 +190,7 @@ class UNet(nn.Module):
             y = self._core(x)
             return y[..., :height, :width] if (pad_h or pad_w) else y
         size = x.shape[2:]
-        pads = [-s % a for s, a in zip(size, self.alignment)]
+        pads = [-s % a for s, a in zip(size, self.spatial_alignment)]
         if not any(pads):
             return self._core(x)
         depth, height, width = size

@@ -105,7 +105,7 @@ def test_dims_2_is_the_default_and_old_checkpoints_load_as_2d(tmp_path, gen):
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
                                                  UNet(1, features=8, dims=2).state_dict().values()))
     assert net.arguments() == {"in_channels": 1, "out_channels": 1, "features": 8, "dims": 2}
-    assert net.alignment == (32, 32) and net.z_pools is None
+    assert net.alignment == 32 and net.spatial_alignment == (32, 32) and net.z_pools is None
     old_args = {"in_channels": 1, "out_channels": 1, "features": 8}
     loaded = checkpoint.load(save_model(net, tmp_path / "old.pt", model_args=old_args))
     x = torch.rand(1, 1, 37, 41, generator=gen)
@@ -159,9 +159,9 @@ def test_3d_structure_is_the_paper_network_in_3d():
     assert all(m.kernel_size == (3, 3, 3) and m.padding == (1, 1, 1) for m in net.modules()
                if isinstance(m, nn.Conv3d))
     assert net._kernels == [(1, 2, 2)] * 3 + [(2, 2, 2)] * 2  # the deepest two levels pool z
-    assert net.alignment == (4, 32, 32)
+    assert net.spatial_alignment == (4, 32, 32) and net.alignment == 32
     assert net.arguments() == {"in_channels": 3, "out_channels": 3, "features": 48, "dims": 3, "z_pools": 2}
-    assert UNet(1, dims=3).z_pools == 5 and UNet(1, dims=3).alignment == (32, 32, 32)
+    assert UNet(1, dims=3).z_pools == 5 and UNet(1, dims=3).spatial_alignment == (32, 32, 32)
     # He initialisation (fan-in = in_channels * 27): leaky_relu(0.1) gain, the last conv linear; zero biases
     for module, gain in ((net.dec_conv2a, math.sqrt(2 / (1 + 0.1 ** 2))), (net.dec_conv1c, 1.0)):
         fan_in = module.in_channels * 27
@@ -181,9 +181,9 @@ def test_3d_net_on_one_slice_is_the_2d_net_with_the_middle_kernel_planes(gen):
 
 
 def _padded_reference(net, x):
-    """net._core on `x` mirror-padded up to net.alignment on every axis (padding.mirror_index), cropped back."""
+    """net._core on `x` mirror-padded (padding.mirror_index) to net.spatial_alignment on every axis, cropped."""
     size = x.shape[2:]
-    for dim, (length, align) in enumerate(zip(size, net.alignment), 2):
+    for dim, (length, align) in enumerate(zip(size, net.spatial_alignment), 2):
         positions = torch.arange(length + (-length % align))
         x = x.index_select(dim, mirror_index(positions, length))
     return net._core(x)[..., :size[0], :size[1], :size[2]]
@@ -226,7 +226,7 @@ def test_3d_arguments_round_trip_through_a_checkpoint(tmp_path, gen):
     net = UNet(1, 2, features=4, dims=3, z_pools=3).eval()
     loaded, state = checkpoint.load_checkpoint(save_model(net, tmp_path / "c.pt"))
     assert state["model_args"] == net.arguments() == loaded.arguments()
-    assert loaded.dims == 3 and loaded.alignment == (8, 32, 32)
+    assert loaded.dims == 3 and loaded.spatial_alignment == (8, 32, 32)
     x = torch.rand(1, 1, 5, 9, 12, generator=gen)
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
