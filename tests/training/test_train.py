@@ -301,30 +301,58 @@ def test_folder_holding_a_run_is_refused_unless_resume_or_overwrite(tmp_path, sm
     assert ckpt.read(tmp_path / "last.pt")["model_args"]["features"] == 4
 
 
-def test_interrupt_checkpoints_at_a_step_boundary_and_resumes_bitwise(tmp_path, small, monkeypatch):
+@pytest.fixture
+def callers_handlers():
+    """SIGINT and SIGTERM handlers of the caller's own, installed for the test: train() must give back the ones
+    it found, whatever they are (Python's default, or SIG_IGN in a shell's background job, where a check against
+    the default would fail for no fault of train())."""
+    def callers_sigint(signum, frame):
+        raise AssertionError("the caller's SIGINT handler ran while train() owned SIGINT")
+
+    def callers_sigterm(signum, frame):
+        raise AssertionError("the caller's SIGTERM handler ran while train() owned SIGTERM")
+
+    before = {sig: signal.signal(sig, handler)
+              for sig, handler in ((signal.SIGINT, callers_sigint), (signal.SIGTERM, callers_sigterm))}
+    yield {signal.SIGINT: callers_sigint, signal.SIGTERM: callers_sigterm}
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+def _handlers():
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def test_interrupt_checkpoints_at_a_step_boundary_and_resumes_bitwise(tmp_path, small, monkeypatch,
+                                                                      callers_handlers):
     import importlib
 
     train_module = importlib.import_module("n2n_fast.training.step")
 
     args = dict(data=small, noise=Gaussian(0.1), **{**TINY, "steps": 6, "log_every": 1})
     whole = n2n_fast.train(out_dir=tmp_path / "whole", **args)
+    assert _handlers() == callers_handlers  # restored after a run that ends normally
     real_step = train_module.train_step
+    sent = []
 
     def step_then_ctrl_c(run, step):
         loss = real_step(run, step)
         if step == 2:
             os.kill(os.getpid(), signal.SIGINT)  # arrives mid-run; the loop stops before step 3
+            sent.append(step)
         return loss
 
     monkeypatch.setattr(train_module, "train_step", step_then_ctrl_c)
     with pytest.raises(TrainingInterrupted, match="stopped at step 3") as stopped:
         n2n_fast.train(out_dir=tmp_path / "cut", **args)
+    assert sent == [2]
+    assert _handlers() == callers_handlers  # restored on the way out of an interrupted run too
     assert ckpt.read(stopped.value.checkpoint)["step"] == 3
     monkeypatch.setattr(train_module, "train_step", real_step)
     resumed = n2n_fast.train(out_dir=tmp_path / "cut", resume=True, **args)
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert _handlers() == callers_handlers
 
 
 def test_resume_with_more_steps_extends_a_finished_run(tmp_path, small):
