@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import n2n_fast
-from n2n_fast import Bernoulli, Gaussian, Impulse, Poisson
+from n2n_fast import Bernoulli, Gaussian, Impulse, Poisson, _backend
 from n2n_fast import checkpoint as ckpt
+from n2n_fast.training import step as steps_module
 from n2n_fast.training import schedule
 from n2n_fast.training.interrupt import TrainingInterrupted
 
@@ -115,10 +116,61 @@ def test_schedules():
     assert schedule.l0_gamma(0, 10) == 2.0 and schedule.l0_gamma(5, 10) == 1.0
 
 
-# ---- every mode runs, writes its files, and load() returns the trained network -----------------------------------
-@pytest.mark.parametrize("mode", ["clean", "pairs3", "neighbor", "neighbor-synthetic", "l1", "l0", "hdr",
-                                  "bernoulli", "poisson", "impulse-bf16"])
-def test_modes(tmp_path, small, mode):
+# ---- every mode runs what it names, writes its files, and load() returns the trained network ---------------------
+def _record_steps(monkeypatch):
+    """What the training steps run, seen from inside: the objective of each call (by its function's name), and,
+    while an objective runs, the loss kinds and prediction dtypes reaching a loss implementation and the noise
+    models drawn (train()'s argument check and validation draw noise outside the objective: not counted)."""
+    seen = {"objectives": [], "kinds": set(), "pred_dtypes": set(), "noises": set()}
+    inside = []
+
+    def watched_objective(objective):
+        def run(*args):
+            seen["objectives"].append(objective.__name__)
+            inside.append(objective)
+            try:
+                return objective(*args)
+            finally:
+                inside.pop()
+        return run
+
+    def watched_impl(op, impl):
+        def run(*args, **kwargs):
+            if inside and op in ("loss", "n2n_loss"):
+                seen["kinds"].add(kwargs["kind"])
+                seen["pred_dtypes"].add(args[0].dtype)
+            if inside and op in ("noisy_pair", "n2n_loss"):
+                seen["noises"].add(type(args[1 if op == "noisy_pair" else 2]).__name__)
+            return impl(*args, **kwargs)
+        return run
+
+    real_choose = _backend.choose
+
+    def choose(op, *args, **kwargs):
+        name, impl = real_choose(op, *args, **kwargs)
+        return name, watched_impl(op, impl)
+
+    for name, objective in steps_module.OBJECTIVES.items():
+        monkeypatch.setitem(steps_module.OBJECTIVES, name, watched_objective(objective))
+    monkeypatch.setattr(_backend, "choose", choose)
+    return seen
+
+
+# mode -> (the objective its steps run, the loss kinds they compute, the noise models they draw)
+MODE_STEPS = {"clean": ("_noise2clean", {"l2"}, {"Gaussian"}),
+              "pairs3": ("_real_pairs", {"l2"}, set()),  # the target is another realisation: no noise drawn
+              "neighbor": ("_neighbor2neighbor", {"l2"}, set()),  # already noisy data
+              "neighbor-synthetic": ("_neighbor2neighbor", {"l2"}, {"Gaussian"}),
+              "l1": ("_synthetic_n2n", {"l1"}, {"Gaussian"}),
+              "l0": ("_synthetic_n2n", {"l0"}, {"Impulse"}),
+              "hdr": ("_synthetic_n2n", {"hdr"}, {"Gaussian"}),
+              "bernoulli": ("_synthetic_n2n", {"l2"}, {"Bernoulli"}),
+              "poisson": ("_synthetic_n2n", {"l2"}, {"Poisson"}),
+              "impulse-bf16": ("_synthetic_n2n", {"l2"}, {"Impulse"})}
+
+
+@pytest.mark.parametrize("mode", list(MODE_STEPS))
+def test_modes(tmp_path, small, mode, monkeypatch):
     rng = np.random.default_rng(3)
     noisy = [[np.clip(i + rng.normal(0, 20, i.shape), 0, 255).astype(np.uint8) for i in small] for _ in range(3)]
     kwargs = {"clean": dict(data=small, noise=Gaussian((0, 0.2)), targets="clean"),
@@ -132,7 +184,12 @@ def test_modes(tmp_path, small, mode):
               "poisson": dict(data=small, noise=Poisson((5, 50))),
               "impulse-bf16": dict(data=small, noise=Impulse(0.2), precision="bfloat16")}[mode]
     plot = mode == "clean"  # matplotlib costs seconds here: draw the curves once
+    seen = _record_steps(monkeypatch)
     result = n2n_fast.train(out_dir=tmp_path, **{**TINY, "log_every": 1, "plot": plot, **kwargs})
+    objective, kinds, noises = MODE_STEPS[mode]
+    assert seen["objectives"] == [objective] * 3
+    assert (seen["kinds"], seen["noises"]) == (kinds, noises)
+    assert seen["pred_dtypes"] == {torch.bfloat16 if mode.endswith("bf16") else torch.float32}
     assert [row["step"] for row in result.history] == [1, 2, 3]
     assert all(math.isfinite(row["loss"]) and row["loss"] > 0 for row in result.history)
     assert {"history.json", "history.csv", "last.pt"} | ({"history.png"} if plot else set()) <= {
