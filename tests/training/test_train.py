@@ -14,8 +14,8 @@ import torch
 import n2n_fast
 from n2n_fast import Bernoulli, Gaussian, Impulse, Poisson, _backend
 from n2n_fast import checkpoint as ckpt
-from n2n_fast.training import step as steps_module
 from n2n_fast.training import schedule
+from n2n_fast.training import step as steps_module
 from n2n_fast.training.interrupt import TrainingInterrupted
 
 TINY = dict(steps=3, batch_size=2, crop=32, features=8, progress=False, precision="float32", plot=False)
