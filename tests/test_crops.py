@@ -5,7 +5,8 @@ import torch
 
 from n2n_fast import Gaussian
 from n2n_fast.crops import DeviceCrops
-from n2n_fast.training import data, step
+from n2n_fast.training import data
+from n2n_fast.training import step as training_step
 
 rng = np.random.default_rng(0)
 STORES = {
@@ -48,9 +49,9 @@ def test_memmap_stores_take_the_host_path(tmp_path):
     np.save(tmp_path / "big.npy", images[0])
     store = data.ImageStore([np.load(tmp_path / "big.npy", mmap_mode="r"), images[1]], "cpu")
     assert not DeviceCrops.usable(store)
-    run = step.make_run(step.new_network(3, 8, 0), [store], mode="noisy", noise=Gaussian(0.1), loss="l2", seed=5,
-                        steps=4, batch_size=6, crop=16, lr=3e-4, rampdown=0.3, neighbor_weight=2.0,
-                        precision="float32")
+    run = training_step.make_run(training_step.new_network(3, 8, 0), [store], mode="noisy", noise=Gaussian(0.1),
+                                 loss="l2", seed=5, steps=4, batch_size=6, crop=16, lr=3e-4, rampdown=0.3,
+                                 neighbor_weight=2.0, precision="float32")
     assert run.device_crops is None and isinstance(store.images[0], np.memmap)  # read from the file per crop
     in_memory = data.ImageStore(images, "cpu")
     for number in (0, 3):
