@@ -12,7 +12,8 @@ whole train() step of a tiny U-Net (features 8 on 4x3x32x32, where the network's
 per step are what a CUDA graph would capture; and the per-call host cost of the eager public ops on 1x1x8x8
 tensors (launch overhead only), each beside what a user writes by hand, timed in the same test: `noisy_pair` beside
 `x + sigma * torch.randn_like(x)` twice, `l2_loss` forward+backward beside `F.mse_loss`'s, `n2n_loss` beside
-`l2_loss` (issue 13's targets: 40 us, +20 us, +20 us). `extra_info` holds host_us, the baseline's, the difference.
+`l2_loss` (docs/design.md §7's targets: 40 us, +20 us, +20 us). `extra_info` holds host_us, the baseline's, the
+difference.
 """
 import os
 import sys

@@ -1,5 +1,5 @@
 """Losses, forward + backward: Triton vs the reference vs eager F.mse_loss / F.l1_loss vs torch.compile of those;
-and the fused N2N objective vs noisy_pair + loss (SPEC §6).
+and the fused N2N objective vs noisy_pair + loss (docs/design.md §6).
 
 GB/s is measured against the bytes the operation must move, the same floor for every implementation so the
 numbers compare directly: a loss step must read pred and target and write pred's gradient (b_pred + b_target +

@@ -1,5 +1,5 @@
 """Noisy pair per model and dtype: the fused fast path (Triton on CUDA, the C++ kernel on the CPU) vs the
-reference vs eager `x + sigma * torch.randn_like(x)` (twice) vs torch.compile of that (SPEC §6).
+reference vs eager `x + sigma * torch.randn_like(x)` (twice) vs torch.compile of that (docs/design.md §6).
 
 GB/s is measured against the floor every implementation shares: read the clean batch once, write both copies once
 (N (b_in + 2 b_out), plus the Bernoulli mask's N / C bytes). Ratios are against the reference of the same op.

@@ -1,5 +1,5 @@
-"""Tiled inference (SPEC §6): tile_gather and tile_blend, extension vs reference; denoise vs the reference tiling vs
-whole-image inference, with the share of time spent outside the model and the peak memory.
+"""Tiled inference (docs/design.md §6): tile_gather and tile_blend, extension vs reference; denoise vs the reference
+tiling vs whole-image inference, with the share of time spent outside the model and the peak memory.
 
 Bytes each op must move: gather reads the source pixels of every tile and writes the tiles (in + out element size
 per tile element); blend reads the tiles and reads + writes the float32 output once per covered pixel (4 + 8 bytes

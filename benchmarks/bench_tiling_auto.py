@@ -1,4 +1,4 @@
-"""denoise at its defaults (tile="auto", overlap="auto") against whole-image inference (issue 15): same model
+"""denoise at its defaults (tile="auto", overlap="auto") against whole-image inference (docs/tiling.md §4): same model
 (the paper U-Net, float32), same RGB image, one run; seconds, peak memory and the plan.
 
 On the CPU both run on one thread (torch.set_num_threads(1), restored after), so the comparison is the tiling's

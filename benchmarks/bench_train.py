@@ -1,5 +1,5 @@
 """One Noise2Noise training step on the paper U-Net: the defaults of n2n_fast.train against the pinned reference
-step (SPEC §6), same model initialisation and clean batch, in one run.
+step (docs/design.md §6), same model initialisation and clean batch, in one run.
 
 reference: float32, NCHW, eager, noisy_pair(backend="reference"), l2_loss(backend="reference"), torch.optim.Adam
            with default settings.
@@ -79,8 +79,8 @@ def _default_step(model, clean, device, compiled, graph=False):
 
 
 def _user_step(model, clean, device, tuned, compiled=False):
-    """What a user writes by hand (SPEC §6): naive = float32, `x + sigma * randn_like(x)` twice, F.mse_loss, Adam;
-    tuned = the same with bf16 autocast where native, channels_last and fused Adam; compiled = torch.compile
+    """What a user writes by hand (docs/design.md §6): naive = float32, `x + sigma * randn_like(x)` twice, F.mse_loss,
+    Adam; tuned = the same with bf16 autocast where native, channels_last and fused Adam; compiled = torch.compile
     (mode="reduce-overhead", which also replays CUDA graphs) of the tuned step."""
     amp = autocast_dtype("auto", device) if tuned else None
     memory_format = torch.channels_last if tuned else torch.contiguous_format

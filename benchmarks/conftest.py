@@ -1,4 +1,4 @@
-"""Shared pieces of the pytest-benchmark suites (SPEC §6).
+"""Shared pieces of the pytest-benchmark suites (docs/design.md §6).
 
 Sizes are small unless `N2N_FAST_BENCH_FULL=1` (CI runs `pytest benchmarks/ --benchmark-disable` to keep the
 files working; `n2n-fast bench` runs them at full size and renders the report with benchmarks/report.py).

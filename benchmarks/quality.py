@@ -158,7 +158,7 @@ def figure_tiles(images, path, size=128):
 
 
 def claims(results, scalar_rows=None):
-    """[(claim, measured, holds)] for what the issue asks this run to show."""
+    """[(claim, measured, holds)] for the claims docs/design.md §8 lists."""
     out = []
     s = results["studies"]
     for key in ("gaussian", "poisson"):

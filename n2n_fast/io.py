@@ -1,7 +1,9 @@
-"""Image I/O for users' data: PNG/JPEG (8-bit grey/RGB), 16-bit PNG, TIFF (grey, RGB, multi-channel), numpy.
+"""Image I/O for users' data: PNG/JPEG (8-bit grey/RGB), 16-bit PNG, TIFF (grey, RGB, multi-channel), numpy, MRC.
 
 Pixels come in as float32 in [0, 1] together with the original dtype, so results can be written back in kind.
-Decoding is Pillow's and tifffile's; this module only scales, checks and routes.
+Decoding is Pillow's, tifffile's and mrcfile's (n2n_fast/mrc.py); this module only scales, checks and routes.
+MRC files (docs/volumes.md §2) also carry a voxel grid (voxel size, origin): `read_voxel_grid` returns it and the
+writers take it back (`voxel_grid=`), so a denoised tomogram keeps its header's geometry.
 """
 import os
 
@@ -9,10 +11,12 @@ import numpy as np
 
 from .atomic_file import atomic_path
 from .axes import check_axes, infer_axes, to_stack
+from .mrc import SUFFIXES as MRC_SUFFIXES
+from .mrc import read_mrc, write_mrc
 
 _TIFF = (".tif", ".tiff")
 _PILLOW = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".ppm")
-SUPPORTED = _TIFF + _PILLOW + (".npy",)
+SUPPORTED = _TIFF + _PILLOW + (".npy",) + MRC_SUFFIXES
 _INTEGER_PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
@@ -76,6 +80,11 @@ def _decode(path, ext):
             return series.asarray(), series.axes
     if ext == ".npy":
         return np.load(path, allow_pickle=False), None
+    if ext in MRC_SUFFIXES:
+        array, _ = read_mrc(path)
+        if array.dtype.kind == "i":  # modes 0 and 1 (signed int8/int16): exact as float32, in the file's own units
+            array = array.astype(np.float32)
+        return array, "ZYX" if array.ndim == 3 else "YX"
     from PIL import Image
 
     with Image.open(path) as image:
@@ -133,14 +142,38 @@ def read_image(path, axes=None):
     return (image if "C" in axes else image[..., 0]), dtype
 
 
-def write_image(path, pixels, dtype=np.uint8):
+def read_voxel_grid(path):
+    """The VoxelGrid (voxel size and origin, (z, y, x) in ångström) of an MRC file, None for formats that carry
+    none here."""
+    ext = _extension(path, "path")
+    return read_mrc(path)[1] if ext in MRC_SUFFIXES else None
+
+
+def _mrc_data(pixels, dtype, path):
+    """`pixels` in [0, 1] as the voxels of an MRC file: MRC has no unsigned 8-bit mode (mode 0 is signed), so
+    uint8 is written as uint16 (mode 6) scaled to 65535, which is exact (65535 = 255 * 257: the same [0, 1]
+    values read back); float32, float16 and uint16 as asked."""
+    dtype = np.dtype(np.uint16) if np.dtype(dtype) == np.uint8 else np.dtype(dtype)
+    if dtype not in (np.float32, np.float16, np.uint16):
+        raise ValueError(f"dtype: MRC files store float32, float16, uint16 (or uint8, widened to uint16) voxels, "
+                         f"not {dtype} (for {path})")
+    return from_unit(pixels, dtype)
+
+
+def write_image(path, pixels, dtype=np.uint8, *, voxel_grid=None):
     """Write `pixels` ((H, W) or (H, W, C), float in [0, 1]) to `path` as `dtype` (uint8, uint16 or float32).
 
-    PNG takes uint8 and uint16 (grey or RGB/RGBA); TIFF takes any channel count and float32. Writes to a temporary
-    file and renames it, so an interrupted write never leaves a truncated image."""
+    PNG takes uint8 and uint16 (grey or RGB/RGBA); TIFF takes any channel count and float32; MRC one channel, as a
+    single section, with `voxel_grid`'s voxel size and origin (other formats do not store it). Writes to a
+    temporary file and renames it, so an interrupted write never leaves a truncated image."""
     ext = _extension(path, "path")
     pixels = np.asarray(pixels)
     check_layout(pixels, "pixels")
+    if ext in MRC_SUFFIXES:
+        if pixels.ndim == 3 and pixels.shape[2] != 1:
+            raise ValueError(f"pixels: an MRC file holds one channel, got {pixels.shape[2]} channels for {path}; "
+                             "write colour or multi-channel images to .tif")
+        return write_mrc(path, _mrc_data(pixels.reshape(pixels.shape[:2]), dtype, path), voxel_grid)
     data = from_unit(pixels, dtype)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
@@ -167,14 +200,23 @@ def write_image(path, pixels, dtype=np.uint8):
     return path
 
 
-def write_stack(path, stack, dtype, axes):
-    """Write an (N, H, W, C) float stack in [0, 1] to `path` (.tif/.tiff with its axes in the metadata, or .npy)
-    laid out as `axes`, in `dtype`; atomically."""
+def write_stack(path, stack, dtype, axes, *, voxel_grid=None):
+    """Write an (N, H, W, C) float stack in [0, 1] to `path` (.tif/.tiff with its axes in the metadata, .npy, or
+    MRC for one channel: a (Z, Y, X) volume with `voxel_grid`'s voxel size and origin) laid out as `axes`, in
+    `dtype`; atomically."""
     from .axes import from_stack
 
     ext = _extension(path, "path")
+    if ext in MRC_SUFFIXES:
+        stack = np.asarray(stack)
+        if stack.ndim != 4 or stack.shape[3] != 1:
+            raise ValueError(f"pixels: an MRC file holds one channel, got a stack of shape {stack.shape} ({axes}) "
+                             f"for {path}; write multi-channel stacks to .tif")
+        volume = stack[..., 0] if set(axes) & set("ZT") else stack[0, ..., 0]
+        return write_mrc(path, _mrc_data(volume, dtype, path), voxel_grid)
     if ext not in _TIFF + (".npy",):
-        raise ValueError(f"path: {path}: a stack ({axes}) is written to .tif/.tiff or .npy, not {ext}")
+        raise ValueError(f"path: {path}: a stack ({axes}) is written to .tif/.tiff, .npy or MRC "
+                         f"({', '.join(MRC_SUFFIXES)}), not {ext}")
     data = from_stack(from_unit(stack, dtype), axes)
     with atomic_path(path) as tmp:
         if ext == ".npy":

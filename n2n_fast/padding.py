@@ -21,3 +21,13 @@ def mirror_pad(x, left, right, top, bottom):
     rows = mirror_index(torch.arange(-top, height + bottom, device=x.device), height)
     cols = mirror_index(torch.arange(-left, width + right, device=x.device), width)
     return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def mirror_pad_end(x, pads):
+    """Pad the last len(pads) dims of `x` at their far ends by mirror reflection, pads[i] elements after dim
+    -len(pads) + i (any pad sizes, even larger than the axis): the 3-D U-Net's pad up to its alignment."""
+    for dim, pad in zip(range(-len(pads), 0), pads):
+        if pad:
+            size = x.shape[dim]
+            x = x.index_select(dim, mirror_index(torch.arange(size + pad, device=x.device), size))
+    return x

@@ -1,4 +1,4 @@
-"""Ahead-of-time compilation of Triton kernels for sm_80 / sm_90 without a GPU (SPEC §5, way 2).
+"""Ahead-of-time compilation of Triton kernels for sm_80 / sm_90 without a GPU (docs/design.md §4, way 2).
 
 `compile_for(kernel, signature, constexprs, aligned, arch)` compiles the specialisation the runtime would pick
 for 16-byte-aligned pointers, returns the PTX and the register/spill report of triton's bundled ptxas.

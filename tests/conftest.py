@@ -1,4 +1,4 @@
-"""Test harness for GPU code on machines without a GPU (SPEC §5).
+"""Test harness for GPU code on machines without a GPU (docs/design.md §4).
 
 Two pytest processes:
   TRITON_INTERPRET=1 pytest -m interpret      Triton kernels on CPU tensors, against the reference
@@ -8,12 +8,23 @@ Two pytest processes:
                                              launcher on CPU tensors; it changes the whole process
 Tests marked `gpu` run fast paths on a real GPU and are skipped, with the reason shown, where there is none.
 """
+import importlib.util
 import os
 
 import pytest
 import torch
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _triton_missing():
+    """Why triton cannot be imported (it is optional: the [triton] extra), or None; found without importing it,
+    so the interpreter's variable still precedes the first import."""
+    try:
+        found = importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError) as exc:
+        return f"triton is not importable ({exc})"
+    return None if found else "triton is not installed (pip install 'n2n_fast[triton]')"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,7 +37,11 @@ def pytest_collection_modifyitems(config, items):
     skip_dry = pytest.mark.skip(reason="the GPU dry run replaces libcuda and Triton's driver for the whole process: "
                                        "run it alone with `pytest -m dryrun`")
     skip_dry_gpu = pytest.mark.skip(reason="a real GPU is visible: the dry run would shadow its libcuda")
+    no_triton = _triton_missing()
     for item in items:
+        if no_triton and ("interpret" in item.keywords or "dryrun" in item.keywords):
+            item.add_marker(pytest.mark.skip(reason=f"the interpreter and the dry run run Triton: {no_triton}"))
+            continue
         if "dryrun" in item.keywords:
             if not dry_process or INTERPRETING:
                 item.add_marker(skip_dry)

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from n2n_fast.training import data
+from n2n_fast import Gaussian
 from n2n_fast.crops import DeviceCrops
+from n2n_fast.training import data
+from n2n_fast.training import step as training_step
 
 rng = np.random.default_rng(0)
 STORES = {
@@ -41,7 +43,19 @@ def test_realisation_pairs_match_the_host_draw():
 
 
 def test_memmap_stores_take_the_host_path(tmp_path):
-    path = tmp_path / "big.npy"
-    np.save(path, STORES["uint8, two sizes"][0])
-    store = data.ImageStore([np.load(path, mmap_mode="r")], "cpu")
+    """A store holding a memmap (here beside an image in memory) is not packed for the device: the training step
+    draws its picks with data.draw_crops and cuts them from the file, the same crops as from the images in memory."""
+    images = STORES["uint8, two sizes"]
+    np.save(tmp_path / "big.npy", images[0])
+    store = data.ImageStore([np.load(tmp_path / "big.npy", mmap_mode="r"), images[1]], "cpu")
     assert not DeviceCrops.usable(store)
+    run = training_step.make_run(training_step.new_network(3, 8, 0), [store], mode="noisy", noise=Gaussian(0.1),
+                                 loss="l2", seed=5, steps=4, batch_size=6, crop=16, lr=3e-4, rampdown=0.3,
+                                 neighbor_weight=2.0, precision="float32")
+    assert run.device_crops is None and isinstance(store.images[0], np.memmap)  # read from the file per crop
+    in_memory = data.ImageStore(images, "cpu")
+    for number in (0, 3):
+        picks = run.picks(number, 2)
+        assert picks == data.draw_crops(5, number, 2, 6, store.sizes, 16)
+        assert {image for image, *_ in picks} == {0, 1}  # both images, the memmap among them, are cut
+        assert torch.equal(run.cut(0, picks), in_memory.crops(picks, 16))

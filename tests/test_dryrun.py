@@ -276,10 +276,16 @@ SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_un
 
 class SyncDetector(torch.utils._python_dispatch.TorchDispatchMode):
     """Fails on every op that makes the host wait for the device: .item(), bool(tensor), .tolist() (all
-    _local_scalar_dense), nonzero, masked_select, unique, and indexing with a boolean mask."""
+    _local_scalar_dense), nonzero, masked_select, unique, and indexing with a boolean mask. Keeps the names of the
+    ops it saw, so a test can show what it watched."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
+        self.seen.add(name)
         bool_index = name in ("index", "index_put_", "index_put") and any(
             isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ())
             if i is not None)
@@ -299,23 +305,32 @@ def test_sync_detector_catches_a_sync():
                                          TRAIN_MODES[-2], TRAIN_MODES[-1]],
                          ids=["n2n", "n2n-l1", "n2n-l0", "n2c", "pairs", "neighbor"])
 def test_train_step_makes_no_host_sync(dry_run, tmp_path, monkeypatch, mode, kwargs):
-    """Every step after the first runs under the sync detector (the first builds caches: dispatch, compiles)."""
+    """Every step after the first runs under the sync detector (the first builds caches: dispatch, compiles).
+    The detector wraps the module-level train_step the loop calls: the test requires that it watched steps 1 and
+    2, each with the network's convolutions and the optimizer's update inside, so a loop that stopped calling it
+    would fail here rather than pass unwatched."""
     import importlib
 
     train_module = importlib.import_module("n2n_fast.training.step")
     real_step = train_module.train_step
+    watched_ops = {}
 
     def watched(run, step):
         if step == 0:
             return real_step(run, step)
-        with SyncDetector():
-            return real_step(run, step)
+        with SyncDetector() as detector:
+            loss = real_step(run, step)
+        watched_ops[step] = detector.seen
+        return loss
 
     monkeypatch.setattr(train_module, "train_step", watched)
     images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
     source = dict(pairs=(images, [i[::-1].copy() for i in images])) if mode == "pairs" else dict(data=images)
     n2n_fast.train(**source, **kwargs, steps=3, batch_size=2, crop=16, features=8, out_dir=tmp_path,
                    progress=False, plot=False, log_every=100)
+    assert sorted(watched_ops) == [1, 2]
+    for step, seen in watched_ops.items():
+        assert {"convolution", "convolution_backward", "_fused_adam_"} <= seen, (step, sorted(seen))
 
 
 class OpRecorder(torch.utils._python_dispatch.TorchDispatchMode):

@@ -168,7 +168,7 @@ def test_reference_fused_definition_on_plain_cpu(gen):
 def test_gpu_fused_matches_truth(noise, gen):
     """Reductions against the float64 truth (reference noise); per-element values and gradients against the
     definition with the Triton noisy pair: the same noise arithmetic, so Poisson counts agree even in the rare
-    boundary cases where GPU and reference transcendentals round a count differently (SPEC §4)."""
+    boundary cases where GPU and reference transcendentals round a count differently (docs/design.md §2)."""
     clean = torch.rand((4, 3, 129, 131), generator=gen).cuda()
     for kind, params in KINDS:
         for dtype in (torch.float32, torch.bfloat16):

@@ -5,13 +5,12 @@ import torch
 
 from test_noise import BIG_INDEX, MODELS
 
+triton = pytest.importorskip("triton")  # optional (the [triton] extra): without it there is nothing to test here
+import triton.language as tl  # noqa: E402
+
+from n2n_fast.triton.noise_models import noisy_copy_values, noisy_pair_values  # noqa: E402
+
 SEED, STEP = 2**63 + 987, 5
-
-
-import triton
-import triton.language as tl
-
-from n2n_fast.triton.noise_models import noisy_copy_values, noisy_pair_values
 
 
 @triton.jit

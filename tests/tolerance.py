@@ -11,8 +11,8 @@ def _mantissa(dtype):
 
 
 def assert_within_ulp(actual, expected, dtype, ulps=1):
-    """|actual - expected| <= ulps units in the last place of `dtype` at the expected value (SPEC §4, §5: the
-    interpreter truncates float32 -> bf16 stores, so low-precision outputs may differ by one ulp)."""
+    """|actual - expected| <= ulps units in the last place of `dtype` at the expected value (docs/design.md §2,
+    §4: the interpreter truncates float32 -> bf16 stores, so low-precision outputs may differ by one ulp)."""
     spacing = torch.exp2(torch.floor(torch.log2(torch.clamp(expected.float().abs(), min=torch.finfo(dtype).tiny)))
                          - _mantissa(dtype))
     err = (actual.float() - expected.float()).abs()
@@ -35,10 +35,10 @@ def ulp(values, dtype):
 
 
 def assert_close_to_truth(actual, truth, dtype, reference=None, stores=1):
-    """A fast path against a float64 truth (losses, issue 5): float32 within RTOL[float32] of the largest |truth|;
-    bf16/fp16 within twice the error of `reference` (the pure-PyTorch twin at the same low precision) plus one ulp
-    per low-precision store the value went through (`stores`: the interpreter truncates float32 -> bf16/fp16
-    stores, SPEC §5)."""
+    """A fast path against a float64 truth (losses, docs/design.md §2): float32 within RTOL[float32] of the largest
+    |truth|; bf16/fp16 within twice the error of `reference` (the pure-PyTorch twin at the same low precision) plus
+    one ulp per low-precision store the value went through (`stores`: the interpreter truncates float32 ->
+    bf16/fp16 stores, docs/design.md §4)."""
     actual, truth = actual.detach().double(), truth.detach().double()
     assert actual.shape == truth.shape, (actual.shape, truth.shape)
     top = float(truth.abs().max()) or 1.0
@@ -51,7 +51,7 @@ def assert_close_to_truth(actual, truth, dtype, reference=None, stores=1):
     assert not bad.any(), (f"{int(bad.sum())} of {bad.numel()} {dtype} elements beyond twice the reference's error "
                            f"plus one ulp; worst excess {float((err - allowed).max()):.3g}")
 
-# Noise parity (SPEC §4): float32 outputs of fast paths vs the reference within NOISE_F32_REL * max(1, |y|)
+# Noise parity (docs/design.md §2): float32 outputs of fast paths vs the reference within NOISE_F32_REL * max(1, |y|)
 # (transcendentals differ by an ulp); low-precision outputs within one ulp; Poisson counts may differ on at most
 # this fraction of elements (a boundary case of an acceptance test or of the inversion search).
 NOISE_F32_REL = 1e-6
@@ -59,5 +59,5 @@ POISSON_MISMATCH_FRACTION = 1e-4
 
 # Training: a 2-rank DDP run (batch b per rank) against one process with batch 2b, float32 on the CPU. The gradient
 # all-reduce sums in another order, and Adam's normalisation carries that rounding forward: 1e-5 relative over 20
-# steps (issue 7).
+# steps (docs/design.md §2).
 DDP_LOSS_RTOL = 1e-5

@@ -31,7 +31,7 @@ ONNX_OPSET = 18
 
 def _mirror_positions(length, size):
     """int64 tensor of `length` source positions for an axis of `size` pixels: 0..size-1, then reflected about
-    the edge pixels and repeated periodically (SPEC §7), 0 everywhere when size == 1. Same values as
+    the edge pixels and repeated periodically (docs/design.md §5), 0 everywhere when size == 1. Same values as
     `padding.mirror_index(arange(length), size)`; the period is a 0-d tensor so the remainder exports."""
     positions = torch.arange(length)
     size = torch.full((), size, dtype=torch.int64)

@@ -1,5 +1,5 @@
 """tile="auto", overlap="auto": the plan from a memory budget (n2n_fast/inference/auto_plan.py), and its seam quality on
-a trained U-Net (issue 15 acceptance)."""
+a trained U-Net (docs/tiling.md §2, §6)."""
 import numpy as np
 import pytest
 import torch
@@ -9,7 +9,7 @@ from n2n_fast.inference import auto_plan
 from n2n_fast.inference.denoise import denoise, denoise_plan
 from n2n_fast.inference.plan import make_plan
 
-SEAM_MIN_PSNR = 50.0  # dB, issue 15: tiled vs whole-image at the auto overlap, and between two budgets
+SEAM_MIN_PSNR = 50.0  # dB, docs/tiling.md §2: tiled vs whole-image at the auto overlap, and between two budgets
 MIB = 1 << 20
 # Cheap stand-in for a trained network (benchmarks/seam_study.py measures this recipe too: docs/tiling.md).
 # Width does not change the receptive field, which is what seams depend on; training length does, a little.

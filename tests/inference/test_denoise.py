@@ -16,8 +16,8 @@ from n2n_fast.padding import mirror_pad
 from n2n_fast.inference.denoise import denoise
 from tolerance import assert_close
 
-TILED_VS_WHOLE_MIN_PSNR = 50.0  # dB, issue 6 acceptance (float32 both sides, defaults)
-STITCH_ATOL = 1e-5  # issue 6 acceptance: stitch == whole image mirror-padded by the margin
+TILED_VS_WHOLE_MIN_PSNR = 50.0  # dB, docs/tiling.md §6 (float32 both sides, tile 256 / overlap 64)
+STITCH_ATOL = 1e-5  # docs/tiling.md §6: stitch == whole image mirror-padded by the margin
 BF16_VS_FLOAT32_MIN_PSNR = 40.0  # dB; measured 59.7 on the full astronaut with the trained U-Net
 
 
@@ -197,7 +197,7 @@ def astronaut_noisy():
 
 
 def test_blend_matches_whole_image_inference(trained_unet, astronaut_noisy):
-    tiled = denoise(trained_unet, astronaut_noisy, tile=256, overlap=64)  # issue 6's defaults: 3 x 3 tiles
+    tiled = denoise(trained_unet, astronaut_noisy, tile=256, overlap=64)  # docs/tiling.md §6: 3 x 3 tiles
     with torch.no_grad():
         whole = trained_unet(torch.from_numpy(astronaut_noisy).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
     assert _psnr(tiled, whole) >= TILED_VS_WHOLE_MIN_PSNR

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import n2n_fast
+from n2n_fast.training import data as training_data
+from n2n_fast.training import graph_step
 
 train_module = importlib.import_module("n2n_fast.training.step")
 IMAGES = [np.random.default_rng(0).integers(0, 256, (40, 44, 3), dtype=np.uint8) for _ in range(2)]
@@ -29,18 +31,38 @@ GRAPH_MODES = {"n2n": {}, "n2n-l0": dict(noise=n2n_fast.Impulse(0.2), loss="l0")
                "neighbor": dict(targets="neighbor", noise=n2n_fast.Gaussian(0.1))}
 
 
-def test_every_mode_but_the_host_owned_ones_is_captured():
-    """graph_step.refusal names only what really needs the host or another mechanism (no GPU needed to ask)."""
-    from types import SimpleNamespace
+def _real_run(mode, loss, images):
+    """The Run train() would build for `mode` and `loss` on `images` (CPU stores: refusal only reads the Run)."""
+    stores = [training_data.ImageStore(images, "cpu")]
+    if mode == "pairs":
+        stores.append(training_data.ImageStore([image[::-1].copy() for image in images], "cpu"))
+    noise = n2n_fast.Impulse(0.2) if loss == "l0" else n2n_fast.Gaussian(0.1)
+    return train_module.make_run(train_module.new_network(3, 8, 0), stores, mode=mode, noise=noise, loss=loss,
+                                 seed=0, steps=5, batch_size=2, crop=32, lr=3e-4, rampdown=0.3,
+                                 neighbor_weight=2.0, precision="float32")
 
-    from n2n_fast.training import graph_step
 
+@pytest.mark.parametrize("mode", sorted(train_module.OBJECTIVES))
+def test_every_mode_but_the_host_owned_ones_is_captured(mode):
+    """graph_step.refusal accepts the Run train() builds for every mode and loss on resident images (no GPU
+    needed to ask): only torchrun, compile=True and memmaps are refused (test_host_owned_steps_are_refused)."""
     cuda = torch.device("cuda")
-    run = SimpleNamespace(loss="l0", device_crops=[object()], objective=train_module._neighbor2neighbor)
-    assert graph_step.refusal(run, cuda, 1, False) is None
+    for loss in ("l2", "l1", "l0", "hdr"):
+        run = _real_run(mode, loss, IMAGES)
+        assert run.device_crops, f"{mode}, {loss}: resident images, yet no on-device crops"
+        why = graph_step.refusal(run, cuda, 1, False)
+        assert why is None, f"{mode}, {loss}: refused ({why})"
+
+
+def test_host_owned_steps_are_refused(tmp_path):
+    cuda = torch.device("cuda")
+    run = _real_run("noisy", "l2", IMAGES)
+    assert "CUDA graphs need a CUDA device, got cpu" == graph_step.refusal(run, torch.device("cpu"), 1, False)
     assert "torchrun" in graph_step.refusal(run, cuda, 2, False)
     assert "reduce-overhead" in graph_step.refusal(run, cuda, 1, True)
-    assert "memmaps" in graph_step.refusal(SimpleNamespace(**(vars(run) | {"device_crops": None})), cuda, 1, False)
+    np.save(tmp_path / "image.npy", IMAGES[0])
+    on_disk = _real_run("noisy", "l2", [np.load(tmp_path / "image.npy", mmap_mode="r"), IMAGES[1]])
+    assert "memmaps" in graph_step.refusal(on_disk, cuda, 1, False)
 
 
 @pytest.mark.gpu
@@ -48,19 +70,25 @@ def test_every_mode_but_the_host_owned_ones_is_captured():
 def test_graph_replays_match_eager_steps_without_host_syncs(tmp_path, monkeypatch, mode):
     """5 replayed steps against 5 eager ones: the same crops and noise (both read the device step), and losses
     equal to float32 rounding with deterministic cuDNN algorithms (rtol 1e-6: a different algorithm choice between
-    the two runs would differ at about 1e-4). The replays run under torch.cuda's sync debug mode set to error."""
+    the two runs would differ at about 1e-4). The replays run under torch.cuda's sync debug mode set to error:
+    every one of the 5 steps, each a replay (a loop that stopped calling train_step would watch nothing)."""
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     real_step = train_module.train_step
+    watched = []
 
     def no_sync(run, step):
+        assert run.graphed is not None, "graph=True, yet the step is not captured"
         torch.cuda.set_sync_debug_mode("error")
         try:
-            return real_step(run, step)
+            loss = real_step(run, step)
         finally:
             torch.cuda.set_sync_debug_mode("default")
+        watched.append(step)
+        return loss
 
     kwargs = TINY | GRAPH_MODES[mode]
     eager = n2n_fast.train(out_dir=tmp_path / "eager", graph=False, **kwargs)
     monkeypatch.setattr(train_module, "train_step", no_sync)
     graphed = n2n_fast.train(out_dir=tmp_path / "graph", graph=True, **kwargs)
+    assert watched == list(range(TINY["steps"]))
     np.testing.assert_allclose([r["loss"] for r in graphed.history], [r["loss"] for r in eager.history], rtol=1e-6)

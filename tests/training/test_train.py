@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import n2n_fast
-from n2n_fast import Bernoulli, Gaussian, Impulse, Poisson
+from n2n_fast import Bernoulli, Gaussian, Impulse, Poisson, _backend
 from n2n_fast import checkpoint as ckpt
 from n2n_fast.training import schedule
+from n2n_fast.training import step as steps_module
 from n2n_fast.training.interrupt import TrainingInterrupted
 
 TINY = dict(steps=3, batch_size=2, crop=32, features=8, progress=False, precision="float32", plot=False)
@@ -115,10 +116,61 @@ def test_schedules():
     assert schedule.l0_gamma(0, 10) == 2.0 and schedule.l0_gamma(5, 10) == 1.0
 
 
-# ---- every mode runs, writes its files, and load() returns the trained network -----------------------------------
-@pytest.mark.parametrize("mode", ["clean", "pairs3", "neighbor", "neighbor-synthetic", "l1", "l0", "hdr",
-                                  "bernoulli", "poisson", "impulse-bf16"])
-def test_modes(tmp_path, small, mode):
+# ---- every mode runs what it names, writes its files, and load() returns the trained network ---------------------
+def _record_steps(monkeypatch):
+    """What the training steps run, seen from inside: the objective of each call (by its function's name), and,
+    while an objective runs, the loss kinds and prediction dtypes reaching a loss implementation and the noise
+    models drawn (train()'s argument check and validation draw noise outside the objective: not counted)."""
+    seen = {"objectives": [], "kinds": set(), "pred_dtypes": set(), "noises": set()}
+    inside = []
+
+    def watched_objective(objective):
+        def run(*args):
+            seen["objectives"].append(objective.__name__)
+            inside.append(objective)
+            try:
+                return objective(*args)
+            finally:
+                inside.pop()
+        return run
+
+    def watched_impl(op, impl):
+        def run(*args, **kwargs):
+            if inside and op in ("loss", "n2n_loss"):
+                seen["kinds"].add(kwargs["kind"])
+                seen["pred_dtypes"].add(args[0].dtype)
+            if inside and op in ("noisy_pair", "n2n_loss"):
+                seen["noises"].add(type(args[1 if op == "noisy_pair" else 2]).__name__)
+            return impl(*args, **kwargs)
+        return run
+
+    real_choose = _backend.choose
+
+    def choose(op, *args, **kwargs):
+        name, impl = real_choose(op, *args, **kwargs)
+        return name, watched_impl(op, impl)
+
+    for name, objective in steps_module.OBJECTIVES.items():
+        monkeypatch.setitem(steps_module.OBJECTIVES, name, watched_objective(objective))
+    monkeypatch.setattr(_backend, "choose", choose)
+    return seen
+
+
+# mode -> (the objective its steps run, the loss kinds they compute, the noise models they draw)
+MODE_STEPS = {"clean": ("_noise2clean", {"l2"}, {"Gaussian"}),
+              "pairs3": ("_real_pairs", {"l2"}, set()),  # the target is another realisation: no noise drawn
+              "neighbor": ("_neighbor2neighbor", {"l2"}, set()),  # already noisy data
+              "neighbor-synthetic": ("_neighbor2neighbor", {"l2"}, {"Gaussian"}),
+              "l1": ("_synthetic_n2n", {"l1"}, {"Gaussian"}),
+              "l0": ("_synthetic_n2n", {"l0"}, {"Impulse"}),
+              "hdr": ("_synthetic_n2n", {"hdr"}, {"Gaussian"}),
+              "bernoulli": ("_synthetic_n2n", {"l2"}, {"Bernoulli"}),
+              "poisson": ("_synthetic_n2n", {"l2"}, {"Poisson"}),
+              "impulse-bf16": ("_synthetic_n2n", {"l2"}, {"Impulse"})}
+
+
+@pytest.mark.parametrize("mode", list(MODE_STEPS))
+def test_modes(tmp_path, small, mode, monkeypatch):
     rng = np.random.default_rng(3)
     noisy = [[np.clip(i + rng.normal(0, 20, i.shape), 0, 255).astype(np.uint8) for i in small] for _ in range(3)]
     kwargs = {"clean": dict(data=small, noise=Gaussian((0, 0.2)), targets="clean"),
@@ -132,7 +184,12 @@ def test_modes(tmp_path, small, mode):
               "poisson": dict(data=small, noise=Poisson((5, 50))),
               "impulse-bf16": dict(data=small, noise=Impulse(0.2), precision="bfloat16")}[mode]
     plot = mode == "clean"  # matplotlib costs seconds here: draw the curves once
+    seen = _record_steps(monkeypatch)
     result = n2n_fast.train(out_dir=tmp_path, **{**TINY, "log_every": 1, "plot": plot, **kwargs})
+    objective, kinds, noises = MODE_STEPS[mode]
+    assert seen["objectives"] == [objective] * 3
+    assert (seen["kinds"], seen["noises"]) == (kinds, noises)
+    assert seen["pred_dtypes"] == {torch.bfloat16 if mode.endswith("bf16") else torch.float32}
     assert [row["step"] for row in result.history] == [1, 2, 3]
     assert all(math.isfinite(row["loss"]) and row["loss"] > 0 for row in result.history)
     assert {"history.json", "history.csv", "last.pt"} | ({"history.png"} if plot else set()) <= {
@@ -301,30 +358,58 @@ def test_folder_holding_a_run_is_refused_unless_resume_or_overwrite(tmp_path, sm
     assert ckpt.read(tmp_path / "last.pt")["model_args"]["features"] == 4
 
 
-def test_interrupt_checkpoints_at_a_step_boundary_and_resumes_bitwise(tmp_path, small, monkeypatch):
+@pytest.fixture
+def callers_handlers():
+    """SIGINT and SIGTERM handlers of the caller's own, installed for the test: train() must give back the ones
+    it found, whatever they are (Python's default, or SIG_IGN in a shell's background job, where a check against
+    the default would fail for no fault of train())."""
+    def callers_sigint(signum, frame):
+        raise AssertionError("the caller's SIGINT handler ran while train() owned SIGINT")
+
+    def callers_sigterm(signum, frame):
+        raise AssertionError("the caller's SIGTERM handler ran while train() owned SIGTERM")
+
+    before = {sig: signal.signal(sig, handler)
+              for sig, handler in ((signal.SIGINT, callers_sigint), (signal.SIGTERM, callers_sigterm))}
+    yield {signal.SIGINT: callers_sigint, signal.SIGTERM: callers_sigterm}
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+def _handlers():
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def test_interrupt_checkpoints_at_a_step_boundary_and_resumes_bitwise(tmp_path, small, monkeypatch,
+                                                                      callers_handlers):
     import importlib
 
     train_module = importlib.import_module("n2n_fast.training.step")
 
     args = dict(data=small, noise=Gaussian(0.1), **{**TINY, "steps": 6, "log_every": 1})
     whole = n2n_fast.train(out_dir=tmp_path / "whole", **args)
+    assert _handlers() == callers_handlers  # restored after a run that ends normally
     real_step = train_module.train_step
+    sent = []
 
     def step_then_ctrl_c(run, step):
         loss = real_step(run, step)
         if step == 2:
             os.kill(os.getpid(), signal.SIGINT)  # arrives mid-run; the loop stops before step 3
+            sent.append(step)
         return loss
 
     monkeypatch.setattr(train_module, "train_step", step_then_ctrl_c)
     with pytest.raises(TrainingInterrupted, match="stopped at step 3") as stopped:
         n2n_fast.train(out_dir=tmp_path / "cut", **args)
+    assert sent == [2]
+    assert _handlers() == callers_handlers  # restored on the way out of an interrupted run too
     assert ckpt.read(stopped.value.checkpoint)["step"] == 3
     monkeypatch.setattr(train_module, "train_step", real_step)
     resumed = n2n_fast.train(out_dir=tmp_path / "cut", resume=True, **args)
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert _handlers() == callers_handlers
 
 
 def test_resume_with_more_steps_extends_a_finished_run(tmp_path, small):
