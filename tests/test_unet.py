@@ -104,7 +104,8 @@ def test_dims_2_is_the_default_and_old_checkpoints_load_as_2d(tmp_path, gen):
     torch.manual_seed(3)
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
                                                  UNet(1, features=8, dims=2).state_dict().values()))
-    assert net.arguments() == {"in_channels": 1, "out_channels": 1, "features": 8, "dims": 2}
+    assert net.arguments() == {"in_channels": 1, "out_channels": 1, "features": 8, "dims": 2,
+                               "normalisation": None}
     assert net.alignment == 32 and net.spatial_alignment == (32, 32) and net.z_pools is None
     old_args = {"in_channels": 1, "out_channels": 1, "features": 8}
     loaded = checkpoint.load(save_model(net, tmp_path / "old.pt", model_args=old_args))
@@ -160,7 +161,8 @@ def test_3d_structure_is_the_paper_network_in_3d():
                if isinstance(m, nn.Conv3d))
     assert net._kernels == [(1, 2, 2)] * 3 + [(2, 2, 2)] * 2  # the deepest two levels pool z
     assert net.spatial_alignment == (4, 32, 32) and net.alignment == 32
-    assert net.arguments() == {"in_channels": 3, "out_channels": 3, "features": 48, "dims": 3, "z_pools": 2}
+    assert net.arguments() == {"in_channels": 3, "out_channels": 3, "features": 48, "dims": 3,
+                               "normalisation": None, "z_pools": 2}
     assert UNet(1, dims=3).z_pools == 5 and UNet(1, dims=3).spatial_alignment == (32, 32, 32)
     # He initialisation (fan-in = in_channels * 27): leaky_relu(0.1) gain, the last conv linear; zero biases
     for module, gain in ((net.dec_conv2a, math.sqrt(2 / (1 + 0.1 ** 2))), (net.dec_conv1c, 1.0)):
