@@ -37,19 +37,16 @@ def _option(parser, function, flag, dest=None, **kwargs):
     """Add `flag` filling `function`'s argument `dest` (default: the flag's name), its default read from the
     signature; an argument without a default makes the option required."""
     dest = dest or flag.lstrip("-").replace("-", "_")
-    default = _default(function, dest)
     if not flag.startswith("-"):  # a positional: required by nature
         return parser.add_argument(dest, **kwargs)
-    if kwargs.get("action") is None and "choices" not in kwargs:  # the usage line shows the flag's own name (--out OUT), not the dest's
-        kwargs.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+    default = _default(function, dest)
     if default is inspect.Parameter.empty:
-        kwargs.setdefault("required", True)
-    elif kwargs.get("action") not in ("store_false", "store_const"):
-        kwargs.setdefault("default", default)
-    elif kwargs.get("action") == "store_false" and default is not True:
-        raise ValueError(f"{flag}: a switch that turns {dest} off needs its default True, got {default!r}")
+        kwargs["required"] = True
     else:
-        kwargs.setdefault("default", default)
+        kwargs["default"] = default
+    if kwargs.get("action") is None and "choices" not in kwargs:
+        # the usage line shows the flag's own name (--out OUT), not the library's (OUT_DIR)
+        kwargs.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
     return parser.add_argument(flag, dest=dest, **kwargs)
 
 

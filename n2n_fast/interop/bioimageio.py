@@ -25,7 +25,8 @@ from ..extras import require
 from ..io import from_unit
 from ..unet import ALIGNMENT
 
-PEAKS = {**{name: float(peak) for name, peak in UINT_PEAKS.items()}, "float32": 1.0}  # input dtype -> the value that means 1.0
+# input dtype -> the value that means 1.0
+PEAKS = {**{name: float(peak) for name, peak in UINT_PEAKS.items()}, "float32": 1.0}
 # Tiles for tools that tile by the description (deepImageJ): a halo of half the default `denoise` overlap (64) per
 # side, sizes a multiple of the alignment (the network pads anything else, at a cost) and large enough to keep an
 # aligned core once the halo is cut from both sides.
