@@ -71,7 +71,8 @@ def _in_flags(text, flags):
             continue
         kept = rf"(?! \({re.escape(flag)}\b)"
         text = re.sub(rf"(?<![\w./\\-]){name}=True\b{kept}", flag, text)
-        text = re.sub(rf"(?<![\w./\\-]){name}=(?![\s(\['\"]|True\b|False\b)([^\s,;()]++){kept}", rf"{flag} \1", text)
+        simple = r"(?![\s(\['\"]|True\b|False\b)([^\s,;()]++)"  # a bare value, taken whole (possessive)
+        text = re.sub(rf"(?<![\w./\\-]){name}={simple}{kept}", rf"{flag} \1", text)
         if "_" in name:
             text = re.sub(rf"(?<![\w./\\'\"-]){name}(?![\w./\\'\"=(-])", flag, text)
     return text

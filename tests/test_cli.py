@@ -125,3 +125,26 @@ def test_defaults_are_the_signatures_and_help_shows_them(command, functions, cap
     shown = [a for a in parser._actions if a.option_strings and a.nargs != 0 and a.default is not None
              and a.default != argparse.SUPPRESS and "default" not in (a.help or "")]
     assert all(f"(default: {a.default})" in " ".join(text.split()) for a in shown), command
+
+
+@pytest.mark.parametrize("command, message, said", [
+    ("train", "out_dir: '/data/out_dir/x' holds a run; resume=True continues it, overwrite=True replaces it",
+     "--out: '/data/out_dir/x' holds a run; --resume continues it, --overwrite replaces it"),
+    ("train", "resume: made with other arguments (checkpoint, now): steps: 1, 2; batch_size: 2, 4",
+     "--resume: made with other arguments (checkpoint, now): steps: 1, 2; --batch-size: 2, 4"),
+    ("train", "steps: the run in out_dir made 5 steps; steps=3 would go back",
+     "--steps: the run in --out made 5 steps; --steps 3 would go back"),
+    ("train", "data, pairs: give exactly one", "--data, --pairs: give exactly one"),
+    ("train", "read in value_range=0,255 units", "read in --range 0,255 units"),
+    ("train", "state value_range=(low, high) or value_range='hdr' (--range hdr)",
+     "state value_range=(low, high) or value_range='hdr' (--range hdr)"),  # already said, or not a flag's value
+    ("train", "progress: expected a bool", "progress: expected a bool"),  # --quiet is not progress=True
+    ("denoise", "memory_budget: 1024 bytes is too small", "--memory-budget: 1024 bytes is too small"),
+    ("denoise", "source, target: Zarr goes to Zarr", "input, output: Zarr goes to Zarr"),
+    ("export", "path: 'm.onnx' exists; pass overwrite=True (--overwrite) to replace it",
+     "output: 'm.onnx' exists; pass overwrite=True (--overwrite) to replace it"),
+])
+def test_library_names_are_said_in_flags(command, message, said):
+    from n2n_fast.cli import _flags, _in_flags
+
+    assert _in_flags(message, _flags(_subparsers()[command])) == said
