@@ -3,8 +3,10 @@
 Keys: "model" (state dict), "model_args" (UNet constructor arguments), "train_args" (what defines the trajectory),
 "step" (steps completed), "optimizer" (state dict), "rng" (the position of every random stream: all training
 randomness is Philox keyed by the seed and counted by (step, global sample index), so the seed and the step are the
-whole state), "history" (list of dicts), "best_psnr" (best validation PSNR so far, or None).
+whole state), "history" (list of dicts), "best_psnr" (best validation PSNR so far, or None). `make_checkpoint` is the
+one definition of these keys: its signature names them, REQUIRED is read from it, and every writer goes through it.
 """
+import inspect
 import os
 from pathlib import Path
 
@@ -13,7 +15,14 @@ import torch
 from .atomic_file import atomic_path
 from .unet import UNet
 
-REQUIRED = ("model", "model_args", "train_args", "step", "optimizer", "rng", "history")
+
+def make_checkpoint(*, model, model_args, train_args, step, optimizer, rng, history, best_psnr=None):
+    """The checkpoint dict of these parts (the keys are listed above); a misspelt or missing key is a TypeError."""
+    return dict(locals())  # exactly the arguments, by name: the signature is the one spelling of the keys
+
+
+_PARTS = inspect.signature(make_checkpoint).parameters.values()
+REQUIRED = tuple(part.name for part in _PARTS if part.default is inspect.Parameter.empty)  # what read() insists on
 
 
 def save(checkpoint, path):
@@ -40,6 +49,14 @@ def read(path, name="path"):
     return checkpoint
 
 
+def _first_problem(exc):
+    """An error's heading and first problem in whole sentences on one line, counting the others (load_state_dict
+    lists one line per mismatched tensor: dozens, each a sentence)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    more = f" (and {len(lines) - 2} more like it)" if len(lines) > 2 else ""
+    return " ".join(lines[:2]) + more
+
+
 def load(path):
     """The U-Net stored in checkpoint `path` (nn.Module, eval mode, on the CPU)."""
     return load_checkpoint(path)[0]
@@ -56,7 +73,7 @@ def load_checkpoint(path, name="path"):
         net.load_state_dict(state["model"])
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{name}: the weights in {str(path)!r} do not fit its model arguments "
-                         f"{state['model_args']!r} ({type(exc).__name__}: {str(exc)[:300]})") from exc
+                         f"{state['model_args']!r} ({type(exc).__name__}: {_first_problem(exc)})") from exc
     broken = [key for key, value in state["model"].items() if value.is_floating_point()
               and not bool(torch.isfinite(value).all())]
     if broken:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conventions import psnr
+from .conventions import UINT_PEAKS, psnr
 
 TRAIN = ("astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 HELD_OUT = ("chelsea", "coffee")
+UINT8_PEAK = UINT_PEAKS["uint8"]  # the photographs are 8-bit; sigma is in 8-bit levels
 DEMO_SEED = 2018  # the held-out images' noise: fixed, so tables from different runs compare
 
 
@@ -41,7 +42,7 @@ def _caption(width, text, height=22):
 
     strip = Image.new("RGB", (width, height), "white")
     ImageDraw.Draw(strip).text((6, 4), text, fill="black", font=_label_font())
-    return np.asarray(strip, dtype=np.float32) / 255
+    return np.asarray(strip, dtype=np.float32) / UINT8_PEAK
 
 
 def _label_font():
@@ -64,8 +65,8 @@ def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, c
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma <= 255:
         raise ValueError(f"sigma: expected a number in (0, 255] (8-bit units), got {sigma!r}")
     out_dir = Path(out_dir)
-    noise = Gaussian(sigma / 255)
-    clean = [image.astype(np.float32) / 255 for image in photographs(HELD_OUT)]
+    noise = Gaussian(sigma / UINT8_PEAK)
+    clean = [image.astype(np.float32) / UINT8_PEAK for image in photographs(HELD_OUT)]
     noisy = [add_noise(torch.from_numpy(image).permute(2, 0, 1)[None], noise, seed=DEMO_SEED, index=i)[0]
              .permute(1, 2, 0).numpy() for i, image in enumerate(clean)]
     val = [image[:256, :256] for image in clean]  # validation curve on a corner of each held-out photograph

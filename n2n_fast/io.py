@@ -11,13 +11,14 @@ import numpy as np
 
 from .atomic_file import atomic_path
 from .axes import check_axes, infer_axes, to_stack
+from .conventions import UINT_PEAKS
 from .mrc import SUFFIXES as MRC_SUFFIXES
 from .mrc import read_mrc, write_mrc
 
 _TIFF = (".tif", ".tiff")
 _PILLOW = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".ppm")
 SUPPORTED = _TIFF + _PILLOW + (".npy",) + MRC_SUFFIXES
-_INTEGER_PEAK = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+_INTEGER_PEAK = {np.dtype(name): float(peak) for name, peak in UINT_PEAKS.items()}
 
 
 def check_layout(array, name="image"):
@@ -94,7 +95,7 @@ def _decode(path, ext):
             return np.asarray(image).astype(np.uint16), "YX"
         if image.mode == "I":  # 16-bit PNG greyscale is often opened as 32-bit 'I' with values below 65536
             array = np.asarray(image)
-            if array.min() >= 0 and array.max() <= 65535:
+            if array.min() >= 0 and array.max() <= UINT_PEAKS["uint16"]:
                 return array.astype(np.uint16), "YX"
             raise ValueError(f"path: {path} holds 32-bit integer pixels; accepted: 8- or 16-bit images")
         array = np.asarray(image)

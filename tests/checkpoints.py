@@ -3,7 +3,9 @@ from n2n_fast import checkpoint
 
 
 def save_model(net, path, **state):
-    """Write `net` to `path` with the keys n2n_fast.load requires; `state` overrides any of them."""
-    checkpoint.save({"model": net.state_dict(), "model_args": net.arguments(), "train_args": {}, "step": 0,
-                     "optimizer": {}, "rng": {}, "history": [], **state}, path)
+    """Write `net` to `path` with the parts n2n_fast.load requires (checkpoint.make_checkpoint); `state` overrides
+    any of them."""
+    parts = dict(model=net.state_dict(), model_args=net.arguments(), train_args={}, step=0, optimizer={}, rng={},
+                 history=[])
+    checkpoint.save(checkpoint.make_checkpoint(**{**parts, **state}), path)
     return path

@@ -39,7 +39,7 @@ def test_too_small_budget_is_reported(tmp_path, checkpoint, capsys):
     write_image(str(source), np.random.default_rng(0).random((40, 40, 3)), dtype=np.uint8)
     assert main(["denoise", "--checkpoint", str(checkpoint), "--memory-budget", "1K", str(source),
                  str(tmp_path / "out.png")]) == 2
-    assert "memory_budget" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+    assert "--memory-budget: 1024 bytes" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
 
 
 def test_budget_units():

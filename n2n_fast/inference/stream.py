@@ -8,7 +8,9 @@ stores overlap the GPU's work too. Neither ever moves the whole image.
 """
 import torch
 
-_PEAK = {torch.uint8: 255.0, torch.uint16: 65535.0}
+from ..conventions import UINT_PEAKS
+
+_PEAK = {getattr(torch, name): float(peak) for name, peak in UINT_PEAKS.items()}
 
 
 def _check_pixels(rows, limit=None):

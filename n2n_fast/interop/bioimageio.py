@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..conventions import __version__
+from ..conventions import UINT_PEAKS, __version__
 from .onnx_model import ONNX_ATOL, ONNX_RTOL, run_onnx, write_onnx
 from ..extras import require
+from ..io import from_unit
 from ..unet import ALIGNMENT
 
-PEAKS = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}  # input dtype -> the value that means 1.0
+# input dtype -> the value that means 1.0
+PEAKS = {**{name: float(peak) for name, peak in UINT_PEAKS.items()}, "float32": 1.0}
 # Tiles for tools that tile by the description (deepImageJ): a halo of half the default `denoise` overlap (64) per
 # side, sizes a multiple of the alignment (the network pads anything else, at a cost) and large enough to keep an
 # aligned core once the halo is cut from both sides.
@@ -89,7 +91,7 @@ def _cover(test_input, test_output, peak):
 
     def to8(array):
         picture = array[0, :3] if array.shape[1] >= 3 else array[0, :1]
-        return np.clip(np.rint(picture / peak * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        return from_unit(picture / peak, np.uint8).transpose(1, 2, 0)
 
     both = np.concatenate([to8(test_input.astype(np.float32)), to8(test_output)], axis=1)
     height = both.shape[0]

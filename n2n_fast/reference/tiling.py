@@ -9,10 +9,11 @@ import torch
 
 from ..padding import mirror_index
 from ..conventions import BLEND_MODES as MODES
+from ..conventions import INPUT_SCALE
 
 WINDOW_FLOOR = 1e-3  # csrc/tiling.h kWindowFloor
 GAUSSIAN_SIGMA_FRACTION = 0.125  # csrc/tiling.h kGaussianSigmaFraction
-_SCALE = {torch.uint8: 1.0 / 255.0, torch.uint16: 1.0 / 65535.0}
+_SCALE = INPUT_SCALE  # 1/peak of each integer dtype, as every implementation rounds it
 
 
 def blend_window(length, ramp, mode):

@@ -40,11 +40,11 @@ def check_writable(out_dir):
 
 
 def save_run(run, train_args, history, best_psnr, done, out_dir, improved):
-    state = {"model": {k: v.detach().cpu() for k, v in run.net.state_dict().items()},
-             "model_args": run.net.arguments(), "train_args": train_args, "step": done,
-             "optimizer": run.optimizer.state_dict(),
-             "rng": {"seed": run.seed, "step": done, "data_key": training_data.DATA_KEY},
-             "history": history, "best_psnr": best_psnr}
+    state = ckpt.make_checkpoint(model={k: v.detach().cpu() for k, v in run.net.state_dict().items()},
+                                 model_args=run.net.arguments(), train_args=train_args, step=done,
+                                 optimizer=run.optimizer.state_dict(),
+                                 rng={"seed": run.seed, "step": done, "data_key": training_data.DATA_KEY},
+                                 history=history, best_psnr=best_psnr)
     ckpt.save(state, out_dir / "last.pt")
     if improved:
         ckpt.save(state, out_dir / "best.pt")
