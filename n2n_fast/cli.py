@@ -181,7 +181,7 @@ def _cmd_train(args):
     val = (_source(args.val_noisy), _source(args.val)) if args.val_noisy else _source(args.val)
     result = train(**{**_call_args(train, args), "data": _source(args.data), "val": val,
                       "pairs": tuple(args.pairs) if args.pairs else None, "noise": _noise(args, value_range),
-                      "value_range": value_range})
+                      "value_range": value_range, "normalisation": parse_normalisation(args.normalisation)})
     last = result.history[-1] if result.history else {}
     print(f"trained {last.get('step', 0)} steps; last loss {last.get('loss', float('nan')):.5g}"
           + (f", val PSNR {last['val_psnr']:.2f} dB" if last.get("val_psnr") is not None else "")
@@ -220,6 +220,25 @@ def _cmd_export(args):
 
 
 # ---- the parsers -------------------------------------------------------------------------------------------------
+def parse_normalisation(text):
+    """--normalisation: auto, none or OFFSET,SCALE -> train(normalisation=), checked; errors name the flag."""
+    from .training.normalisation import check_normalisation
+
+    if text in ("auto", None):
+        return "auto"
+    if text == "none":
+        return None
+    try:
+        offset, scale = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--normalisation: expected auto, none or OFFSET,SCALE (e.g. 0.1,0.02), got {text!r}") \
+            from None
+    try:
+        return check_normalisation((offset, scale))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--normalisation: {text!r}: {str(exc).partition(': ')[2]}") from None
+
+
 def _add_train_parser(sub):
     from .noise_units import noise_units
     from .training.train import train
@@ -255,6 +274,9 @@ def _add_train_parser(sub):
                  "--gain 2 on 16-bit counts)")
     _option(p, train, "--overwrite", action="store_true", help="replace a run already in OUT (else it is refused)")
     _option(p, train, "--range", dest="value_range", metavar="LOW,HIGH|hdr", help=VALUE_RANGE_HELP)
+    _option(p, train, "--normalisation", metavar="auto|none|OFFSET,SCALE",
+            help="the affine map the network sees the data through (docs/normalisation.md): auto (the training "
+                 "data's mean and standard deviation), none, or OFFSET,SCALE in the crops' units")
     _option(p, train, "--axes", help="layout of the images: YX, YXC, CYX, ZYX, TYX, ZYXC, ... (Z/T stacks train as "
                                      "2-D images; needed when a 3-D file could be a stack or channels)")
     p.add_argument("--threads", type=int, default=None,

@@ -159,3 +159,18 @@ def test_bad_normalisation_arguments_are_refused_before_loading(tmp_path, bad, k
     with pytest.raises(kind, match="normalisation"):
         n2n_fast.train(data=str(tmp_path / "missing"), targets="neighbor", steps=1, out_dir=tmp_path / "run",
                        normalisation=bad)
+
+
+@pytest.mark.parametrize("text, expected", [("auto", "auto"), ("none", None), ("0.5,0.25", (0.5, 0.25))])
+def test_the_command_line_reads_normalisation(text, expected):
+    from n2n_fast.cli import parse_normalisation
+
+    assert parse_normalisation(text) == expected
+
+
+@pytest.mark.parametrize("text", ["mean", "1,0", "1", "a,b"])
+def test_the_command_line_refuses_a_bad_normalisation_by_its_flag(text):
+    from n2n_fast.cli import parse_normalisation
+
+    with pytest.raises(ValueError, match="^--normalisation: "):
+        parse_normalisation(text)
