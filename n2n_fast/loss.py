@@ -155,6 +155,13 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
     _check_mask(mask, pred)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: unknown reduction {reduction!r}; accepted: {', '.join(REDUCTIONS)}")
+    if pred.dim() == 5:  # volumes: the (B, C, D * H, W) images noisy_pair makes of them (same counters)
+        from .noise import volume_as_images
+
+        mask = None if mask is None else volume_as_images(mask.expand(mask.shape[0], mask.shape[1], *pred.shape[2:]))
+        value = n2n_loss(volume_as_images(pred), volume_as_images(clean), noise, seed=seed, step=step, index=index,
+                         kind=kind, backend=backend, mask=mask, reduction=reduction, **params)
+        return value.reshape(pred.shape) if reduction == "none" else value
     if pred.dim() == 3:  # one (C, H, W) sample: the batch of one noisy_pair makes of it (same counters)
         mask = None if mask is None else mask[None]
         value = n2n_loss(pred[None], clean[None], noise, seed=seed, step=step, index=index, kind=kind,

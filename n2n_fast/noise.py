@@ -9,7 +9,10 @@ Counter layout (docs/design.md §2) -- the one place it is written down; changin
 Every random number is a word of Philox4x32-10 (as `tl.philox`, csrc/philox.h, reference/philox.py) with
 key = `seed` (64 bits: lo word, hi word) and the counter
 
-    c0 = pos                    position inside the sample: c * H * W + h * W + w  (so a sample has < 2**32 elements)
+    c0 = pos                    position inside the sample: c * H * W + h * W + w  (so a sample has < 2**32 elements);
+                                for a volume (C, D, H, W): c * D * H * W + d * H * W + h * W + w, the image layout
+                                of its (C, D * H, W) view (`volume_as_images`), so a voxel's noise depends on its
+                                position in the sample alone
     c1 = sample & 0xffffffff    sample = index + b, the global index of the sample (0 <= sample < 2**56)
     c2 = step                   training step (0 <= step < 2**32)
     c3 = purpose | (sample >> 32) << 8
@@ -155,12 +158,20 @@ class Impulse(_Model):
 MODELS = (Gaussian, Poisson, PoissonGaussian, Bernoulli, Impulse)
 
 
+def volume_as_images(x):
+    """A (B, C, D, H, W) batch of volumes as the (B, C, D * H, W) batch of images every kernel takes: a view when
+    `x` is contiguous; its flat positions are the counter layout's voxel positions (see above)."""
+    return x.reshape(*x.shape[:2], x.shape[2] * x.shape[3], x.shape[4])
+
+
 def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
-    """4-D clean batch after checking every argument (docs/design.md §5)."""
+    """4-D clean batch after checking every argument (docs/design.md §5); volumes as images (volume_as_images)."""
     if not isinstance(clean, torch.Tensor):
-        raise TypeError(f"clean: expected a torch.Tensor (B, C, H, W) or (C, H, W), got {type(clean).__name__}")
-    if clean.dim() not in (3, 4):
-        raise ValueError(f"clean: expected rank 4 (B, C, H, W) or rank 3 (C, H, W), got shape {tuple(clean.shape)}")
+        raise TypeError(f"clean: expected a torch.Tensor (B, C, H, W), (C, H, W) or (B, C, D, H, W), got "
+                        f"{type(clean).__name__}")
+    if clean.dim() not in (3, 4, 5):
+        raise ValueError(f"clean: expected rank 4 (B, C, H, W), rank 3 (C, H, W) or rank 5 (B, C, D, H, W: "
+                         f"volumes), got shape {tuple(clean.shape)}")
     if clean.dtype not in NOISE_INPUTS:
         raise TypeError(f"clean: dtype {clean.dtype} is not supported; accepted: "
                         + ", ".join(str(d) for d in NOISE_INPUTS))
@@ -182,7 +193,7 @@ def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
         low = -(2**63) if name == "seed" else 0
         if not low <= value < top:
             raise ValueError(f"{name}: expected an int in [{low}, {top}), got {value}")
-    batch = clean.unsqueeze(0) if clean.dim() == 3 else clean
+    batch = clean.unsqueeze(0) if clean.dim() == 3 else volume_as_images(clean) if clean.dim() == 5 else clean
     if index + batch.shape[0] > MAX_SAMPLE:
         raise ValueError(f"index: index + batch size must be <= 2**56, got {index} + {batch.shape[0]}")
     sample_numel = math.prod(batch.shape[1:])  # not batch[0].numel(): indexing is an op of its own
@@ -196,7 +207,8 @@ def _validate(clean, noise, seed, step, index, out_dtype, check_finite):
 def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, backend=None, check_finite=True):
     """Two independent noisy copies of `clean`.
 
-    clean: (B, C, H, W) or (C, H, W), float32/float16/bfloat16 in [0, 1] or uint8/uint16 (scaled to [0, 1]).
+    clean: (B, C, H, W) or (C, H, W) images, or (B, C, D, H, W) volumes; float32/float16/bfloat16 in [0, 1] or
+      uint8/uint16 (scaled to [0, 1]).
     noise: Gaussian | Poisson | PoissonGaussian | Bernoulli | Impulse.
     seed: Philox key; step: training step, an int or a 0-d int64 tensor on clean's device (read on the device:
       a replayed CUDA graph draws new noise at every step); index: global index of the batch's first sample.
@@ -204,7 +216,7 @@ def noisy_pair(clean, noise, *, seed, step=0, index=0, out_dtype=torch.float32, 
     backend: None (first that serves) or "triton" / "extension" / "reference" to force one.
     check_finite: reject NaN/Inf in float inputs (one extra read of the batch and a host sync).
     Returns (y0, y1) shaped like `clean`; for Bernoulli (y0, y1, keep) with keep the target's (y1's) kept-pixel
-    mask, bool, (B, 1, H, W) (or (1, H, W) for a 3-D input).
+    mask, bool, (B, 1, H, W) (or (1, H, W) for a 3-D input, (B, 1, D, H, W) for volumes).
     """
     return _noisy_pair(clean, noise, seed, step, index, out_dtype, backend, check_finite, None)
 
@@ -219,6 +231,9 @@ def _noisy_pair(clean, noise, seed, step, index, out_dtype, backend, check_finit
     if clean.dim() == 3:
         y0, y1 = (None if y0 is None else y0[0]), (None if y1 is None else y1[0])
         keep = keep[0] if keep is not None else None
+    elif clean.dim() == 5:
+        y0, y1 = (None if y is None else y.reshape(clean.shape) for y in (y0, y1))
+        keep = None if keep is None else keep.reshape(clean.shape[0], 1, *clean.shape[2:])
     return (y0, y1, keep) if noise.code == BERNOULLI else (y0, y1)
 
 
