@@ -65,3 +65,18 @@ def test_the_direct_launch_steps_aside_where_it_is_not_checked(monkeypatch):
     monkeypatch.setattr(launch.triton, "__version__", "3.6.0")
     assert "checked on" in launch.available()
     assert launch.cdiv(17, 16) == 2 and launch.cdiv(16, 16) == 1 and launch.cdiv(0, 16) == 0
+
+
+def test_a_rebound_kernel_global_goes_back_through_the_jit(dry_run, monkeypatch):
+    """The JIT refuses to launch a kernel whose globals changed since it was compiled; so does the direct path."""
+    import triton.language as tl
+
+    import n2n_fast
+    from n2n_fast.triton import noise_models
+
+    x = torch.rand(1, 1, 8, 8)
+    for _ in range(2):  # compiled, then served by the direct path
+        n2n_fast.noisy_pair(x, n2n_fast.Gaussian(0.1), seed=0, step=3, check_finite=False)
+    monkeypatch.setattr(noise_models, "DIGEST", tl.constexpr(noise_models.DIGEST.value + "x"))
+    with pytest.raises(RuntimeError, match="Global variable DIGEST has changed"):
+        n2n_fast.noisy_pair(x, n2n_fast.Gaussian(0.1), seed=0, step=3, check_finite=False)

@@ -12,7 +12,8 @@ pick.
 Used only where it was checked: triton 3.8 (the CompiledKernel fields read here), outside the interpreter, without
 a Triton pre-run hook or a stage-inspection hook, and unless N2N_FAST_DIRECT_LAUNCH=0; otherwise every call is
 the plain `kernel[grid](...)`. The JIT's check that a kernel's globals did not change since it was compiled is
-kept (by identity: the kernels read one global at most, n2n_fast/triton/constants.py).
+kept: the binding seen at the first launch must still be there (the kernels read one global at most,
+n2n_fast/triton/constants.py), else the call goes through the JIT, which compares the value.
 """
 import os
 
@@ -96,7 +97,10 @@ class DirectLaunch:
         if hit is None:
             compiled = self.kernel[grid](*args, **kwargs)
             tail = tuple(kwargs[p.name] if p.name in kwargs else p.default for p in self.params[len(args):])
-            used = tuple((name, value, where) for (name, _), (value, where) in self.kernel.used_global_vals.items())
+            # the globals as bound now (the JIT just checked them equal to those compiled in): a global rebound
+            # later fails the identity check below and goes back through the JIT, which compares by value
+            used = tuple((name, where.get(name, _MISSING), where)
+                         for (name, _), (_, where) in self.kernel.used_global_vals.items())
             self.cache[key] = (compiled, tail, used)
             return compiled
         compiled, tail, used = hit
