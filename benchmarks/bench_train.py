@@ -51,8 +51,9 @@ CASES = ([((b, 3, c, c), "gaussian") for c in (128, 256) for b in (1, 4, 16, 64)
          if FULL else [((2, 3, 64, 64), "gaussian"), ((2, 3, 64, 64), "poisson")])
 COMPILE_SHAPES = {(4, 3, 128, 128), (4, 3, 256, 256)}
 # DataLoader workers of the typical loop: the machine's cores less one for the main process (which runs the step),
-# at most 8 (what those implementations set); N2N_FAST_BENCH_WORKERS overrides
-NUM_WORKERS = int(os.environ.get("N2N_FAST_BENCH_WORKERS", 0)) or max(1, min(8, len(os.sched_getaffinity(0)) - 1))
+# at most 8 (what those implementations set); N2N_FAST_BENCH_WORKERS overrides (0: the main process draws the noise)
+NUM_WORKERS = (int(os.environ["N2N_FAST_BENCH_WORKERS"]) if os.environ.get("N2N_FAST_BENCH_WORKERS")
+               else max(1, min(8, len(os.sched_getaffinity(0)) - 1)))
 TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(n2n_fast.train).parameters.items()}
 _REFERENCE_SECONDS = {}
 
@@ -177,7 +178,8 @@ def _typical_step(model, clean, device, noise):
     batch, _, crop, _ = clean.shape
     loader = torch.utils.data.DataLoader(TypicalN2NDataset(images, crop, noise), batch_size=batch,
                                          num_workers=NUM_WORKERS, pin_memory=device.type == "cuda",
-                                         worker_init_fn=_seed_worker, persistent_workers=True, prefetch_factor=2)
+                                         worker_init_fn=_seed_worker, persistent_workers=NUM_WORKERS > 0,
+                                         prefetch_factor=2 if NUM_WORKERS else None)
     batches, model_step = iter(loader), _model_step(model, device, tuned=True)
 
     def step():
