@@ -109,8 +109,9 @@ def rows_from(data):
 
 
 def host_rows(data):
-    """[(op, size, launches, host us per call, baseline name, baseline us)] of the dry-run rows: the host's time
-    per call (extra_info host_us, else the median), the baseline the benchmark timed beside it (or None)."""
+    """[(op, size, launches, host us per call, baseline name, baseline us, us through Triton's JIT)] of the dry-run
+    rows: the host's time per call (extra_info host_us, else the median), the baseline the benchmark timed beside it
+    and the same call with every launch through `kernel[grid](...)` (None where not measured)."""
     rows = []
     for bench in data.get("benchmarks", []):
         stats = bench.get("stats") or {}
@@ -120,7 +121,8 @@ def host_rows(data):
         op, size, _ = _label_from(bench)
         host_us = float(info.get("host_us", stats["median"] * 1e6))
         launches = info.get("launches", info.get("triton_launches_per_step"))
-        rows.append((op, size, launches, host_us, info.get("baseline"), info.get("baseline_us")))
+        rows.append((op, size, launches, host_us, info.get("baseline"), info.get("baseline_us"),
+                     info.get("host_us_through_jit")))
     return sorted(rows, key=lambda r: r[0])
 
 
@@ -219,12 +221,12 @@ def markdown(data):
     if host:
         lines += ["", "Host time per call, measured through the GPU dry run (tests/dryrun.py: Triton's real binder "
                   "and launcher, the launch a no-op): the host work a GPU call pays, not a speed.", "",
-                  "| host-time op | size | launches | host µs per call | baseline | baseline µs | excess µs |",
-                  "| --- | --- | ---: | ---: | --- | ---: | ---: |"]
-        for op, size, launches, host_us, baseline, baseline_us in host:
+                  "| host-time op | size | launches | host µs per call | baseline | baseline µs | excess µs | "
+                  "µs through Triton's JIT |", "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+        for op, size, launches, host_us, baseline, baseline_us, jit_us in host:
             excess = None if baseline_us is None else host_us - baseline_us
             lines.append(f"| {op} | {size} | {'—' if launches is None else launches} | {sig(host_us)} | "
-                         f"{baseline or '—'} | {sig(baseline_us)} | {sig(excess)} |")
+                         f"{baseline or '—'} | {sig(baseline_us)} | {sig(excess)} | {sig(jit_us)} |")
     return "\n".join(lines) + "\n"
 
 
