@@ -34,7 +34,6 @@ import os
 import time
 
 import numpy as np
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -28,6 +28,8 @@ itself by `pytest -m gpu` (tests/training/test_graph_step.py, tests/training/tes
 """
 import torch
 
+from . import schedule
+
 # The first replay against the same step run eagerly: bf16 autocast rounds the loss to about 2^-7 relative (the
 # tests' bf16 tolerance, tests/tolerance.py); Adam's first update is about lr * sign(gradient), so an element whose
 # gradient is near zero may flip sign between two cuDNN reductions: a few such elements move the update's norm by a
@@ -38,8 +40,6 @@ UPDATE_RTOL = 0.25
 
 class GraphFailed(RuntimeError):
     """The step could not be captured or its first replay could not be trusted; the message says why."""
-
-from . import schedule
 
 
 def refusal(run, device, world, compiled):
@@ -85,8 +85,10 @@ def _disagreement(loss, eager_loss, before, after, eager_after):
     loss, eager_loss = float(loss), float(eager_loss)  # one host sync, once per run
     if not abs(loss - eager_loss) <= LOSS_RTOL * abs(eager_loss) + 1e-12:  # NaN disagrees
         return f"its loss {loss:.6g} differs from the eager step's {eager_loss:.6g}"
-    difference = sum(float(torch.sum((a.float() - e.float()) ** 2)) for a, e in zip(after, eager_after)) ** 0.5
-    update = sum(float(torch.sum((e.float() - b.float()) ** 2)) for b, e in zip(before, eager_after)) ** 0.5
+    squares = torch.stack([torch.stack([torch.sum((a.float() - e.float()) ** 2),
+                                        torch.sum((e.float() - b.float()) ** 2)])
+                           for a, e, b in zip(after, eager_after, before)]).sum(0)
+    difference, update = (float(v) for v in squares.sqrt().cpu())  # one more sync
     if not difference <= UPDATE_RTOL * update:
         return (f"its weight update differs from the eager step's by {difference:.3g} (L2 norm; the eager update's "
                 f"norm is {update:.3g})")

@@ -96,7 +96,7 @@ class DirectLaunch:
             return self.kernel[grid](*args, **kwargs)
         if hit is None:
             compiled = self.kernel[grid](*args, **kwargs)
-            tail = tuple(kwargs[p.name] if p.name in kwargs else p.default for p in self.params[len(args):])
+            tail = tuple(kwargs.get(p.name, p.default) for p in self.params[len(args):])
             # the globals as bound now (the JIT just checked them equal to those compiled in): a global rebound
             # later fails the identity check below and goes back through the JIT, which compares by value
             used = tuple((name, where.get(name, _MISSING), where)
