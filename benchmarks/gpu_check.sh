@@ -6,7 +6,8 @@
 #   1. install + build for the visible GPU, n2n-fast info      which backend serves each op there
 #   2. pytest -m gpu                      every fast path with its defaults against the reference, train() in every
 #                                         mode, the graph step's proofs (bitwise-equal graphed runs, graph vs eager)
-#   3. the training-step sweep            batch {1,4,16,64} x crop {128,256} (+ 16 x 256² Poisson): graph, eager
+#   3. the training-step sweep            batch {1,4,16,64} x crop {128,256} (+ 16 x 256² Poisson), one run per
+#                                         crop (pytest-benchmark writes JSON only at the end): graph, eager
 #                                         defaults, tuned and naive hand-written steps, the typical DataLoader loop,
 #                                         the reference (benchmarks/bench_train.py)
 #   4. tiled inference against whole-image (benchmarks/bench_tiling.py)
@@ -52,7 +53,7 @@ else
     || { log "install failed (tail of install.log follows)"; tail -30 "$out/install.log"; exit 1; }
 fi
 python -m n2n_fast info > "$out/info.txt" 2>&1
-python - > "$out/versions.json" <<'PY'
+python - > "$out/versions.json" 2> "$out/versions.log" <<'PY'
 import json, torch
 try:
     import triton
@@ -72,7 +73,9 @@ bench() {  # bench NAME SECONDS FILES... [pytest options]: full-size pytest-benc
   N2N_FAST_BENCH_FULL=1 step "$name" "$limit" python -m pytest -q -p no:cacheprovider -o addopts="" -m "not dryrun" \
     "$@" --benchmark-only --benchmark-json="$out/$name.json"
 }
-bench sweep 150 benchmarks/bench_train.py -k "not compile"
+# the sweep in two runs (pytest-benchmark writes its JSON only at the end: a run cut short leaves none)
+bench sweep128 70 benchmarks/bench_train.py -k "not compile and x128x128"
+bench sweep256 100 benchmarks/bench_train.py -k "not compile and x256x256"
 bench tiling 50 benchmarks/bench_tiling.py
 bench kernels 50 benchmarks/bench_loss.py benchmarks/bench_noise.py -k "not compile"
 

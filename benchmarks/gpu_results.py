@@ -5,8 +5,8 @@
 
 The section holds, from the folder: the versions (versions.json), the step log (steps.log: what ran, what was cut
 and why), the `pytest -m gpu` summary with every failure named (gpu_tests.xml), each benchmark JSON rendered by
-benchmarks/report.py (sweep.json, tiling.json, kernels.json: device time, the sweep's images/s and ms/step, host
-time apart), the goals read from the sweep (reported, not asserted), and the quality study's held-out PSNR
+benchmarks/report.py (sweep128.json and sweep256.json merged, tiling.json, kernels.json: device time, the sweep's
+images/s and ms/step, host time apart), the goals read from the sweep (reported, not asserted), and the quality study's held-out PSNR
 (quality/quality.md). A missing file is said to be missing, never skipped silently.
 """
 import argparse
@@ -20,8 +20,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import report  # noqa: E402
 
-BENCHES = (("sweep", "Training step sweep (bench_train.py)"), ("tiling", "Tiled inference (bench_tiling.py)"),
-           ("kernels", "Loss and noise kernels (bench_loss.py, bench_noise.py)"))
+BENCHES = ((("sweep128", "sweep256"), "Training step sweep (bench_train.py)"),
+           (("tiling",), "Tiled inference (bench_tiling.py)"),
+           (("kernels",), "Loss and noise kernels (bench_loss.py, bench_noise.py)"))
 # (batch, crop, noise op, ours, theirs, target): the goals the sweep is read against
 GOALS = ((4, 128, "train step n2n l2 (paper U-Net)", "graph", "tuned", 2.0),
          (4, 256, "train step n2n l2 (paper U-Net)", "graph", "tuned", 1.2),
@@ -58,9 +59,27 @@ def _goals(data):
     return lines
 
 
+def _read_json(path):
+    """The JSON in `path`, or None where it is missing or cut short."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _merged(paths):
+    """(one pytest-benchmark JSON holding the benchmarks of every readable path or None, the unreadable paths)."""
+    found = [(path, _read_json(path)) for path in paths]
+    readable = [data for _, data in found if data is not None]
+    if not readable:
+        return None, [path for path, _ in found]
+    merged = dict(readable[0], benchmarks=[b for data in readable for b in data.get("benchmarks", [])])
+    return merged, [path for path, data in found if data is None]
+
+
 def section(folder):
     folder = Path(folder)
-    versions = json.loads((folder / "versions.json").read_text()) if (folder / "versions.json").is_file() else {}
+    versions = _read_json(folder / "versions.json") or {}
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     lines = [f"## {when}, {versions.get('gpu', 'GPU ?')}: benchmarks/gpu_check.sh", "",
              f"torch {versions.get('torch', '?')}, CUDA {versions.get('cuda', '?')}, cuDNN "
@@ -70,15 +89,16 @@ def section(folder):
     lines += ["Steps (seconds since the start):", "", "```",
               steps.read_text().strip() if steps.is_file() else "(no steps.log)", "```", ""]
     lines += _tests(folder / "gpu_tests.xml") + [""]
-    for name, title in BENCHES:
-        path = folder / f"{name}.json"
+    for names, title in BENCHES:
         lines += [f"### {title}", ""]
-        if not path.is_file():
-            lines += [f"Not measured: no {path.name} (the step did not finish; see steps.log).", ""]
+        data, missing = _merged([folder / f"{name}.json" for name in names])
+        lines += [f"Not measured: {path.name} (its step was skipped, or cut before pytest wrote the JSON: see steps.log)."
+                  for path in missing]
+        if data is None:
+            lines.append("")
             continue
-        data = json.loads(path.read_text())
         lines += [report.markdown(data).strip(), ""]
-        if name == "sweep":
+        if names[0].startswith("sweep"):
             goals = _goals(data)
             lines += (["Goals (reported, not asserted):", ""] + goals if goals else ["Goals: not measurable "
                       "(a row they compare is missing)."]) + [""]
