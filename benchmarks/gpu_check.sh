@@ -65,7 +65,7 @@ print(json.dumps({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version
 PY
 log "installed; info and versions written: $(cat "$out/versions.json")"
 
-step gpu_tests 110 python -m pytest -m gpu -q -p no:cacheprovider -o addopts="" -rs tests/ \
+step gpu_tests 100 python -m pytest -m gpu -q -p no:cacheprovider -o addopts="" -rs tests/ \
   --junitxml="$out/gpu_tests.xml"
 
 bench() {  # bench NAME SECONDS FILES... [pytest options]: full-size pytest-benchmark into $out/NAME.json
@@ -74,10 +74,13 @@ bench() {  # bench NAME SECONDS FILES... [pytest options]: full-size pytest-benc
     "$@" --benchmark-only --benchmark-json="$out/$name.json"
 }
 # the sweep in two runs (pytest-benchmark writes its JSON only at the end: a run cut short leaves none)
-bench sweep128 70 benchmarks/bench_train.py -k "not compile and x128x128"
-bench sweep256 100 benchmarks/bench_train.py -k "not compile and x256x256"
-bench tiling 50 benchmarks/bench_tiling.py
-bench kernels 50 benchmarks/bench_loss.py benchmarks/bench_noise.py -k "not compile"
+bench sweep128 60 benchmarks/bench_train.py -k "not compile and x128x128"
+bench sweep256 90 benchmarks/bench_train.py -k "not compile and x256x256"
+# 2048²: tiled (reference, extension, bf16) against whole-image, gather and blend; not the 4096² and 16384² cases
+bench tiling 35 benchmarks/bench_tiling.py -k "not memmap and not denoise_4096"
+# ~80 op benchmarks: a quarter second each (pytest-benchmark's default is a second)
+bench loss 40 benchmarks/bench_loss.py -k "not compile" --benchmark-max-time=0.25 --benchmark-min-rounds=3
+bench noise 40 benchmarks/bench_noise.py -k "not compile" --benchmark-max-time=0.25 --benchmark-min-rounds=3
 
 # the quality study: 2 runs (N2N, N2C) of the paper's U-Net; about 40 steps/s at 4 x 256² with the graph on an
 # H100 (the sweep's images/s say what it was), validation and start-up included, 25 s kept for the rest

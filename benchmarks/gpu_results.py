@@ -5,7 +5,7 @@
 
 The section holds, from the folder: the versions (versions.json), the step log (steps.log: what ran, what was cut
 and why), the `pytest -m gpu` summary with every failure named (gpu_tests.xml), each benchmark JSON rendered by
-benchmarks/report.py (sweep128.json and sweep256.json merged, tiling.json, kernels.json: device time, the sweep's
+benchmarks/report.py (sweep128.json and sweep256.json merged, tiling.json, loss.json and noise.json: device time, the sweep's
 images/s and ms/step, host time apart), the goals read from the sweep (reported, not asserted), and the quality study's held-out PSNR
 (quality/quality.md). A missing file is said to be missing, never skipped silently.
 """
@@ -22,7 +22,7 @@ import report  # noqa: E402
 
 BENCHES = ((("sweep128", "sweep256"), "Training step sweep (bench_train.py)"),
            (("tiling",), "Tiled inference (bench_tiling.py)"),
-           (("kernels",), "Loss and noise kernels (bench_loss.py, bench_noise.py)"))
+           (("loss", "noise"), "Loss and noise kernels (bench_loss.py, bench_noise.py)"))
 # (batch, crop, noise op, ours, theirs, target): the goals the sweep is read against
 GOALS = ((4, 128, "train step n2n l2 (paper U-Net)", "graph", "tuned", 2.0),
          (4, 256, "train step n2n l2 (paper U-Net)", "graph", "tuned", 1.2),

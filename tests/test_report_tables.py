@@ -72,7 +72,7 @@ def test_gpu_results_renders_what_gpu_check_wrote_and_says_what_is_missing(tmp_p
     data = _data()
     (tmp_path / "sweep128.json").write_text(json.dumps(dict(data, benchmarks=data["benchmarks"][:6])))
     (tmp_path / "sweep256.json").write_text(json.dumps(dict(data, benchmarks=data["benchmarks"][6:])))
-    (tmp_path / "kernels.json").write_text('{"machine_info": ')  # cut short
+    (tmp_path / "loss.json").write_text('{"machine_info": ')  # cut short
     (tmp_path / "versions.json").write_text(json.dumps({"gpu": "GPU X", "torch": "2.x", "cuda": "13.0",
                                                         "cudnn": 91000, "triton": "3.x"}))
     (tmp_path / "steps.log").write_text("[0 s] GPU sm_9.0\n")
@@ -80,7 +80,7 @@ def test_gpu_results_renders_what_gpu_check_wrote_and_says_what_is_missing(tmp_p
     assert "GPU X" in text and "[0 s] GPU sm_9.0" in text
     assert "graph vs tuned at 4 x 128² (train step n2n l2 (paper U-Net)): 3.00x (goal >= 2.0x: met)" in text
     assert "graph vs tuned at 4 x 256² (train step n2n l2 (paper U-Net)): 3.00x (goal >= 1.2x: met)" in text
-    assert "Not measured: tiling.json" in text and "Not measured: kernels.json" in text and "no gpu_tests.xml" in text
+    assert "Not measured: tiling.json" in text and "Not measured: loss.json" in text and "Not measured: noise.json" in text and "no gpu_tests.xml" in text
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n")
     assert gpu_results.main([str(tmp_path), "--results", str(results)]) == 0
