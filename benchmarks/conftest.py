@@ -69,9 +69,13 @@ def record_throughput():
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Add what the report prints about the machine: torch/triton versions, the GPU if any, CPU threads."""
+    """Add what the report prints about the machine: torch/CUDA/cuDNN/triton versions, the GPU if any, CPU threads
+    and the cores this process may use."""
     machine_info["torch"] = torch.__version__
     machine_info["torch_threads"] = torch.get_num_threads()
+    machine_info["cores_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    machine_info["cuda"] = torch.version.cuda  # the toolkit torch was built with
+    machine_info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     try:
         import triton
 

@@ -17,12 +17,29 @@ how it is met:
 Refused, with the reason (`refusal`), where another mechanism owns the step or the host must do part of it:
 DistributedDataParallel (torchrun), torch.compile (use mode="reduce-overhead"), data read from disk (memmaps:
 crops are cut on the host).
+The graph proves itself before it is trusted: the first replay is checked against the same step run eagerly from
+the same weights and Adam state (`GraphedStep.prove`, before the first step: the loss and the weight update must agree
+within bf16 rounding). Where the warm-up, the capture or that first replay fails, or they disagree, `GraphFailed` says
+why, the weights and Adam's state are put back as they were before the graph, and train() continues eagerly with a
+warning (graph="auto") or raises (graph=True): n2n_fast/training/step.py, capture.
 Proven without a GPU by the dry run (tests/test_dryrun.py: consecutive steps launch identically, no host sync in
-the step); the replay itself by `pytest -m gpu` (tests/test_graph_step.py).
+the step; tests/training/test_graph_fallback.py: planted capture and replay failures fall back or raise); the replay
+itself by `pytest -m gpu` (tests/training/test_graph_step.py, tests/training/test_graph_fallback.py).
 """
 import torch
 
 from . import schedule
+
+# The first replay against the same step run eagerly: bf16 autocast rounds the loss to about 2^-7 relative (the
+# tests' bf16 tolerance, tests/tolerance.py); Adam's first update is about lr * sign(gradient), so an element whose
+# gradient is near zero may flip sign between two cuDNN reductions: a few such elements move the update's norm by a
+# few percent. A graph that replays something else (a frozen step, stale buffers, a missed update) is off by ~1.
+LOSS_RTOL = 1.6e-2
+UPDATE_RTOL = 0.25
+
+
+class GraphFailed(RuntimeError):
+    """The step could not be captured or its first replay could not be trusted; the message says why."""
 
 
 def refusal(run, device, world, compiled):
@@ -39,7 +56,7 @@ def refusal(run, device, world, compiled):
 
 
 def _snapshot(run):
-    """Copies of the weights and of Adam's state before the warm-up."""
+    """Copies of the weights and of Adam's state (before the warm-up; before the first replay)."""
     weights = [p.detach().clone() for p in run.net.parameters()]
     moments = {id(p): {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
                for p, state in run.optimizer.state.items()}
@@ -63,15 +80,35 @@ def _restore(run, saved):
                     value.zero_()
 
 
+def _disagreement(loss, eager_loss, before, after, eager_after):
+    """None when a replayed step (loss, weights `after`) matches the eager one, else what differs."""
+    loss, eager_loss = float(loss), float(eager_loss)  # one host sync, once per run
+    if not abs(loss - eager_loss) <= LOSS_RTOL * abs(eager_loss) + 1e-12:  # NaN disagrees
+        return f"its loss {loss:.6g} differs from the eager step's {eager_loss:.6g}"
+    squares = torch.stack([torch.stack([torch.sum((a.float() - e.float()) ** 2),
+                                        torch.sum((e.float() - b.float()) ** 2)])
+                           for a, e, b in zip(after, eager_after, before)]).sum(0)
+    difference, update = (float(v) for v in squares.sqrt().cpu())  # one more sync
+    if not difference <= UPDATE_RTOL * update:
+        return (f"its weight update differs from the eager step's by {difference:.3g} (L2 norm; the eager update's "
+                f"norm is {update:.3g})")
+    return None
+
+
 class GraphedStep:
-    """`step(index_of_step)` -> the loss (0-d device tensor): one replay of the captured step."""
+    """`step(index_of_step)` -> the loss (0-d device tensor): one replay of the captured step. `prove` checks the
+    first replay against the eager step; `release` hands the step back to eager execution."""
 
     def __init__(self, run, first_step, body):
-        """body(run, step) -> loss: the step without its learning-rate update (train.step_body)."""
-        self.run = run
+        """body(run, step) -> loss: the step without its learning-rate update (step.step_body). Raises GraphFailed
+        (the weights, Adam's state and its settings back as they were) where the warm-up or the capture fails."""
+        self.run, self.proven = run, False
         device = run.step_t.device
         self.rates = schedule.learning_rates(run.steps, run.lr, run.rampdown, device)
         self.lr = self.rates[first_step].clone()
+        self._groups = [(group["lr"], group.get("capturable", False)) for group in run.optimizer.param_groups]
+        self._had_state = set(run.optimizer.state)
+        saved = _snapshot(run)
         for group in run.optimizer.param_groups:
             group["lr"], group["capturable"] = self.lr, True
         captured = body
@@ -80,20 +117,59 @@ class GraphedStep:
             torch.index_select(self.rates, 0, run.step_t.view(1), out=self.lr.view(1))
             return captured(run, step)
 
-        saved = _snapshot(run)
-        run.step_t.fill_(first_step)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                body(run, first_step)
-        torch.cuda.current_stream(device).wait_stream(side)
-        _restore(run, saved)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.loss = body(run, first_step)
+        self.body = body
+        try:
+            run.step_t.fill_(first_step)
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    body(run, first_step)
+            torch.cuda.current_stream(device).wait_stream(side)
+            _restore(run, saved)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.loss = body(run, first_step)
+        except Exception as error:
+            self.release(saved)
+            raise GraphFailed(f"capturing the step failed ({type(error).__name__}: {error})") from error
 
     def __call__(self, step):
         self.run.step_t.fill_(step)
         self.graph.replay()
         return self.loss.detach()
+
+    def prove(self, step):
+        """The first replay, proven before the loop needs it: the step is run eagerly, the weights and Adam's state
+        are put back, the graph replays the same step, the two must agree (LOSS_RTOL, UPDATE_RTOL), and the state is
+        put back again, so the proof leaves no trace on the run. Raises GraphFailed (the state back as it was
+        before the graph) where the replay fails or disagrees. Costs two steps, one copy of the weights and
+        moments and one host sync, once per run, before the first step (the steps themselves never sync)."""
+        run = self.run
+        saved = _snapshot(run)
+        try:
+            run.step_t.fill_(step)
+            eager_loss = self.body(run, step).detach().clone()
+            eager_after = [p.detach().clone() for p in run.net.parameters()]
+            _restore(run, saved)
+            loss = self(step)
+            why = _disagreement(loss, eager_loss, saved[0], [p.detach() for p in run.net.parameters()], eager_after)
+        except Exception as error:
+            self.release(saved)
+            raise GraphFailed(f"the first replay failed ({type(error).__name__}: {error})") from error
+        if why is not None:
+            self.release(saved)
+            raise GraphFailed(f"the first replay disagrees with the same step run eagerly: {why}")
+        _restore(run, saved)
+        self.proven = True
+
+    def release(self, saved):
+        """Back to eager execution from the state `saved` (_snapshot): the weights and the moments as they were,
+        Adam's state where it had none before the graph removed, its learning rates and settings as before."""
+        run = self.run
+        _restore(run, saved)
+        for param in [p for p in run.optimizer.state if p not in self._had_state]:
+            del run.optimizer.state[param]
+        for group, (lr, capturable) in zip(run.optimizer.param_groups, self._groups):
+            group["lr"], group["capturable"] = lr, capturable
+        self.graph = None

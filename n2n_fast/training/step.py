@@ -5,6 +5,7 @@ precision, memory layout, optimizer and wrappers of the network. `train_step` se
 device step and runs `step_body`, the part a CUDA graph captures (n2n_fast/training/graph_step.py).
 """
 import contextlib
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -207,7 +208,9 @@ def step_body(run, step):
 
 
 def capture(run, graph, device, world, compiled, first_step):
-    """Capture the step as a CUDA graph when `graph` asks for it and it can be (graph_step.refusal)."""
+    """Capture the step as a CUDA graph when `graph` asks for it and it can be (graph_step.refusal), and prove its
+    first replay against the eager step (GraphedStep.prove). Where the capture or that replay fails, or they
+    disagree, graph="auto" warns and the run continues eagerly from the state it had; graph=True raises."""
     if graph not in ("auto", True, False):
         raise ValueError(f"graph: expected 'auto', True or False, got {graph!r}")
     why_not = graph_step.refusal(run, device, world, compiled)
@@ -216,5 +219,23 @@ def capture(run, graph, device, world, compiled, first_step):
     if graph is False or why_not or first_step >= run.steps:
         return
     run.capturing = True
-    run.graphed = graph_step.GraphedStep(run, first_step, step_body)
-    run.capturing = False
+    try:
+        graphed = graph_step.GraphedStep(run, first_step, step_body)
+    except graph_step.GraphFailed as failure:  # the weights and Adam's state are back as they were
+        return _fall_back(graph, failure)
+    finally:
+        run.capturing = False
+    run.graphed = graphed  # before the proof: its eager step zeroes the gradients in place, as a replay does
+    try:
+        graphed.prove(first_step)
+    except graph_step.GraphFailed as failure:
+        run.graphed = None
+        _fall_back(graph, failure)
+
+
+def _fall_back(graph, failure):
+    """The graph failed (`failure` says how): raise for graph=True, else warn; the steps then run eagerly."""
+    if graph is True:
+        raise RuntimeError(f"graph=True: {failure}") from failure
+    warnings.warn(f"graph='auto': {failure}; the training step runs eagerly instead (graph=False silences this)",
+                  RuntimeWarning, stacklevel=4)

@@ -30,6 +30,7 @@ from ..conventions import KIND_CODE
 from .buffers import in_layout, output
 from .device import on_device
 from .loss_backward import EagerLoss, backward, setup_context
+from .launch import DirectLaunch, cdiv
 
 MASK_NONE, MASK_FULL, MASK_ROWS = 0, 1, 2  # no mask; one mask element per element; (B,1,...) mask shared by C rows
 BLOCK = 4096  # elements per program: 16 per thread at 8 warps, i.e. four 128-bit loads of fp32
@@ -114,6 +115,9 @@ def _loss_kernel(
         tl.store(values_ptr + offsets, value, mask=inside)
 
 
+_LOSS = DirectLaunch(_loss_kernel)  # n2n_fast/triton/launch.py: no per-call binder
+
+
 @triton.jit
 def _finish_kernel(
     partial_ptr,  # float32 [n_partials]
@@ -147,6 +151,9 @@ def _finish_kernel(
         tl.store(scale_ptr, 1.0)
 
 
+_FINISH = DirectLaunch(_finish_kernel)  # n2n_fast/triton/launch.py: no per-call binder
+
+
 def mask_mode(mask, grad):
     """(mode, mask as uint8 in the layout the kernel reads, rows, cols, channels) for `grad`'s layout."""
     if mask is None:
@@ -175,7 +182,7 @@ def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
     grad = output(torch.empty_like(pred)) if need_grad else pred.new_empty((0,))
     pred_w, target_w = in_layout(layout, pred), in_layout(layout, target)
     mode, mask_w, rows, cols, channels = mask_mode(mask, layout)
-    grid = (triton.cdiv(cols, BLOCK), rows)
+    grid = (cdiv(cols, BLOCK), rows)
     programs = grid[0] * grid[1]
     reduce_ = reduction != "none"
     dummy = pred_w  # unused pointer arguments still need a tensor: no allocation for them
@@ -188,7 +195,7 @@ def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
         values = output(torch.empty_like(pred, dtype=torch.float32))
     gamma, gamma_ptr, gamma_in_memory = gamma_arguments(gamma, dummy)
     with on_device(pred):
-        _loss_kernel[grid](
+        _LOSS[grid](
             pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy, values, partials,
             counts, cols, channels, gamma, gamma_ptr, float(eps), bool(need_grad), gamma_in_memory,
             KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK, num_warps=NUM_WARPS)
@@ -202,7 +209,7 @@ def finish(partials, counts, programs, pred, values, grad, reduction, masked):
         return values, grad, torch.ones((), dtype=torch.float32, device=pred.device)
     out = output(torch.empty((), dtype=torch.float32, device=pred.device))
     scale = output(torch.empty((), dtype=torch.float32, device=pred.device))
-    _finish_kernel[(1,)](partials, counts if masked else partials, programs, pred.numel(), out, scale,
+    _FINISH[(1,)](partials, counts if masked else partials, programs, pred.numel(), out, scale,
                          MEAN=reduction == "mean", MASKED=masked, BLOCK=FINISH_BLOCK)
     return out, grad, scale
 

@@ -13,6 +13,7 @@ import triton.language as tl
 
 from .buffers import in_layout, output
 from .device import on_device
+from .launch import DirectLaunch, cdiv
 
 BLOCK = 4096
 NUM_WARPS = 8
@@ -38,6 +39,9 @@ def _scale_grad_kernel(
     tl.store(out_ptr + offsets, (grad * factor).to(out_ptr.dtype.element_ty), mask=inside)
 
 
+_SCALE_GRAD = DirectLaunch(_scale_grad_kernel)  # n2n_fast/triton/launch.py: no per-call binder
+
+
 def scale_grad_eager(grad, grad_loss, scale):
     """grad * grad_loss * scale (0-d grad_loss) or grad * grad_loss (grad_loss shaped like grad), float32 math."""
     out = output(torch.empty_like(grad))
@@ -47,7 +51,7 @@ def scale_grad_eager(grad, grad_loss, scale):
         grad_loss = in_layout(torch.empty_like(grad, device="meta"), grad_loss)
     if grad.numel():
         with on_device(grad):
-            _scale_grad_kernel[(triton.cdiv(grad.numel(), BLOCK),)](grad, grad_loss, scale, out, grad.numel(),
+            _SCALE_GRAD[(cdiv(grad.numel(), BLOCK),)](grad, grad_loss, scale, out, grad.numel(),
                                                                    PER_ELEMENT=per_element, BLOCK=BLOCK,
                                                                    num_warps=NUM_WARPS)
     return out

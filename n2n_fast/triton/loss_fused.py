@@ -23,6 +23,7 @@ from .device import on_device
 from . import loss as plain
 from .loss_backward import EagerLoss, backward, setup_context
 from .noise_models import noisy_copy_values
+from .launch import DirectLaunch, cdiv
 
 NUM_WARPS = 4
 
@@ -120,6 +121,9 @@ def _n2n_loss_kernel(
         tl.store(values_ptr + offsets, value, mask=inside)
 
 
+_N2N_LOSS = DirectLaunch(_n2n_loss_kernel)  # n2n_fast/triton/launch.py: no per-call binder
+
+
 def is_channels_last(pred):
     """pred is channels_last (and not also NCHW-contiguous): read it, and write its gradient, in place."""
     return not pred.is_contiguous() and pred.is_contiguous(memory_format=torch.channels_last)
@@ -136,7 +140,7 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     masked = has_mask or model == BERNOULLI
     grad = output(torch.empty_like(pred_c)) if need_grad else pred.new_empty((0,))
     block = block_size(model)
-    grid = (triton.cdiv(cols, block), batch)
+    grid = (cdiv(cols, block), batch)
     programs = grid[0] * grid[1]
     reduce_ = reduction != "none"
     device = pred.device
@@ -151,7 +155,7 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     step, step_ptr, in_memory = step_arguments(step, dummy)
     gamma, gamma_ptr, gamma_in_memory = plain.gamma_arguments(gamma, dummy)
     with on_device(pred):
-        _n2n_loss_kernel[grid](
+        _N2N_LOSS[grid](
             pred_c, clean_c, mask_c, grad if need_grad else dummy, values, partials, counts,
             cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
             step, step_ptr, index, *levels, gamma, gamma_ptr, float(eps), bool(need_grad), gamma_in_memory, has_mask,

@@ -15,6 +15,7 @@ from .buffers import step_arguments
 from .device import on_device
 from . import constants as K
 from .noise_models import noisy_copy_values, noisy_pair_values
+from .launch import DirectLaunch, cdiv
 
 _TL_OUT = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 _alloc = torch.empty  # output allocation; tests swap in a poisoning one so unwritten elements show
@@ -115,6 +116,9 @@ def _noisy_pair_kernel(
         tl.store(keep_ptr + row.to(tl.int64) * pixels + pos, keep1, mask=pos < pixels)
 
 
+_NOISY_PAIR = DirectLaunch(_noisy_pair_kernel)  # n2n_fast/triton/launch.py: no per-call binder
+
+
 def block_size(dtype, model):
     """(BLOCK, CHUNKS, LEAN): each of the 4 warps' threads loads 16 bytes (one 128-bit load) or more, but 8 for
     Poisson models with 1-byte input. Poisson models compute 4 elements per thread at a time (CHUNKS rounds): the
@@ -143,7 +147,7 @@ def launch(clean, model, params, seed, step, index, out_dtype, copy=2):
     if model == nz.BERNOULLI and copy != 0:
         keep = _alloc(nz.keep_mask_shape(clean.shape, model), dtype=torch.bool, device=clean.device)
     block, chunks, lean = block_size(clean.dtype, model)
-    blocks_per_sample = triton.cdiv(sample_numel, block)
+    blocks_per_sample = cdiv(sample_numel, block)
     grid = (batch * blocks_per_sample,)
     if grid[0] == 0:
         return y0, y1, keep
@@ -152,7 +156,7 @@ def launch(clean, model, params, seed, step, index, out_dtype, copy=2):
     a_low, a_high, b_low, b_high = params
     step, step_ptr, in_memory = step_arguments(step, clean)
     with on_device(clean):
-        _noisy_pair_kernel[grid](
+        _NOISY_PAIR[grid](
             clean, clean if y0 is None else y0, clean if y1 is None else y1, clean if keep is None else keep,
             sample_numel, pixels, blocks_per_sample, index, seed, step, step_ptr,
             a_low, a_high, b_low, b_high, nz.INPUT_SCALE.get(clean.dtype, 1.0),
