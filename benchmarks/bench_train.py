@@ -77,8 +77,10 @@ def _reference_step(model, clean, device, noise):
 
 
 def _default_step(model, clean, device, noise, compiled, graph=False):
-    """train()'s own step (n2n_fast.training.step.train_step) on a store holding the batch's images, as train() sets it up
-    for synthetic N2N with its defaults; `graph`: captured as train(graph="auto") does on CUDA."""
+    """train()'s own step (n2n_fast.training.step.train_step) on a store holding the batch's images, as train()
+    sets it up (training/step.make_run) for synthetic N2N with its defaults, on the caller's network (the reference
+    step's, so without the normalisation map: it costs 0.01% of a step, docs/normalisation.md §3); `graph`:
+    captured as train(graph="auto") does on CUDA."""
     images = [image.permute(1, 2, 0).cpu().numpy() for image in clean]
     batch, _, crop, _ = clean.shape
     defaults = {name: TRAIN_DEFAULTS[name] for name in ("loss", "lr", "rampdown", "neighbor_weight", "precision",
@@ -123,7 +125,8 @@ def _model_step(model, device, tuned):
 
 
 def _user_step(model, clean, device, noise, tuned, compiled=False):
-    """What a user writes by hand (docs/design.md §6): naive = float32, `x + sigma * randn_like(x)` twice, F.mse_loss, Adam;
+    """What a user writes by hand (docs/design.md §6): naive = float32, `x + sigma * randn_like(x)` twice,
+    F.mse_loss, Adam;
     tuned = the same with bf16 autocast where native, channels_last and fused Adam; compiled = torch.compile
     (mode="reduce-overhead", which also replays CUDA graphs) of the tuned step."""
     model_step = _model_step(model, device, tuned)
