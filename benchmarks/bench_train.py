@@ -126,8 +126,7 @@ def _model_step(model, device, tuned):
 
 def _user_step(model, clean, device, noise, tuned, compiled=False):
     """What a user writes by hand (docs/design.md §6): naive = float32, `x + sigma * randn_like(x)` twice,
-    F.mse_loss, Adam;
-    tuned = the same with bf16 autocast where native, channels_last and fused Adam; compiled = torch.compile
+    F.mse_loss, Adam; tuned = the same with bf16 autocast where native, channels_last and fused Adam; compiled = torch.compile
     (mode="reduce-overhead", which also replays CUDA graphs) of the tuned step."""
     model_step = _model_step(model, device, tuned)
 
