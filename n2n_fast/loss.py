@@ -48,11 +48,17 @@ def _check_mask(mask, pred):
                          f"each size equal to pred's or 1 (broadcast over that dimension{hint})")
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the kernels take eps and gamma as float32
+
+
 def _check_positive(name, value, allow_zero):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise TypeError(f"{name}: expected a finite real number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    if value > FLOAT32_MAX or (value != 0 and abs(value) < 1.1754943508222875e-38):
+        raise ValueError(f"{name}: {value!r} is outside float32's normal range (1.2e-38 to 3.4e38), which the "
+                         "kernels compute in")
 
 
 def _check_gamma(gamma, pred):
@@ -108,10 +114,22 @@ def l0_loss(pred, target, *, gamma, eps=1e-8, mask=None, reduction="mean", backe
     return _loss(pred, target, mask, reduction, backend, "l0", gamma, eps)
 
 
-def hdr_loss(pred, target, *, eps=0.01, mask=None, reduction="mean", backend=None):
+def hdr_loss(pred, target, *, eps=0.01, mask=None, reduction="mean", backend=None, check_range=True):
     """Relative L2 (pred - target)**2 / (pred.detach() + eps)**2 for HDR images (no gradient through the
-    denominator). eps > 0."""
+    denominator). eps > 0; pred > -eps, where the denominator vanishes (HDR values are >= 0).
+
+    check_range: refuse pred <= -eps or NaN (one extra read of pred and a host sync; train() skips it, as it skips
+    noisy_pair's finiteness scan, and is skipped inside torch.compile)."""
     _check_positive("eps", eps, allow_zero=False)
+    if not isinstance(check_range, bool):
+        raise TypeError(f"check_range: expected a bool, got {check_range!r}")
+    if check_range and not torch.compiler.is_compiling():
+        _check_tensor("pred", pred)
+        low = pred.detach().min()
+        if not bool(low > -eps):
+            raise ValueError(f"pred: hdr_loss takes pred > -eps = {-eps:g} (the denominator (pred + eps)**2 "
+                             f"vanishes at -eps), got a minimum of {float(low):g}; clamp pred at 0 (HDR values are "
+                             "non-negative) or pass a larger eps")
     return _loss(pred, target, mask, reduction, backend, "hdr", 0.0, eps)
 
 

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from .padding import mirror_pad
 
 ALIGNMENT = 32  # 2**5: five pooling levels
+MAX_FEATURES = 1024  # as train() accepts
 
 
 def _conv(cin, cout):
@@ -33,6 +34,8 @@ class UNet(nn.Module):
                 raise TypeError(f"UNet: {name} must be an int, got {type(value).__name__}")
             if value <= 0:
                 raise ValueError(f"UNet: {name} must be positive, got {value}")
+        if features > MAX_FEATURES:  # 10**5 would try to allocate terabytes of weights
+            raise ValueError(f"UNet: features must be at most {MAX_FEATURES} (the paper uses 48), got {features}")
         self.in_channels, self.out_channels, self.features = in_channels, out_channels, features
         f, d = features, 2 * features
         self.enc_conv0 = _conv(in_channels, f)
@@ -89,6 +92,10 @@ class UNet(nn.Module):
                             "n2n_fast.denoise scales uint8/uint16 images itself")
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[0] == 0:
             raise ValueError(f"UNet: input must be (B, {self.in_channels}, H, W) with B >= 1, got {tuple(x.shape)}")
+        weight = self.enc_conv0.weight
+        if x.device != weight.device or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
+            raise TypeError(f"UNet: input is {x.dtype} on {x.device}, the network's weights {weight.dtype} on "
+                            f"{weight.device}; convert one to the other (x.to(weight) or net.to(x))")
         height, width = x.shape[-2:]
         pad_h, pad_w = -height % ALIGNMENT, -width % ALIGNMENT
         if pad_h or pad_w:
