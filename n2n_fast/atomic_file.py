@@ -28,14 +28,15 @@ def check_writable(path, name="path", folder=False):
     if not parent.is_dir():
         existing = next((p for p in parent.parents if p.exists()), None) if not parent.exists() else parent
         if existing is not None and not existing.is_dir():
-            raise ValueError(f"{name}: cannot write {str(path)!r}: {str(existing)!r} is a file, not a folder")
-        raise ValueError(f"{name}: cannot write {str(path)!r}: the folder {str(parent)!r} does not exist")
+            raise ValueError(f"{name}: {str(existing)!r} is a file, not a folder, so {str(path)!r} cannot be "
+                             "written")
+        raise ValueError(f"{name}: the folder {str(parent)!r} does not exist, so {str(path)!r} cannot be written")
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as exc:
-        raise ValueError(f"{name}: cannot write {str(path)!r}: the folder {str(parent)!r} does not accept new files "
-                         f"({exc.strerror or exc})") from exc
+        raise ValueError(f"{name}: the folder {str(parent)!r} does not accept new files ({exc.strerror or exc}), "
+                         f"so {str(path)!r} cannot be written") from exc
     return path
 
 

@@ -202,7 +202,7 @@ API_CASES = [
         n2n_fast.UNet(1, features=8), _zarr_source(t), str(t / "out.zarr"), tile=-32), "tile:"),
     # one path check for every writer: the user's path in the message, never a temporary file
     ("write_image: parent is a file", lambda t: n2n_fast.write_image(str(_file(t) / "a.png"), GREY / 255),
-     "plain.txt' is a file, not a folder"),
+     "plain.txt' is a file, not a folder, so"),
     ("write_image: read-only folder", lambda t: n2n_fast.write_image(os.path.join(_read_only(t), "a.png"),
                                                                      GREY / 255), "does not accept new files"),
     ("write_image: missing folder", lambda t: n2n_fast.write_image(str(t / "none" / "a.png"), GREY / 255),
