@@ -15,11 +15,13 @@ import torch
 
 from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
+import n2n_fast.demo
 from n2n_fast import Gaussian
 from n2n_fast.cli import main
+from n2n_fast.extras import MissingExtra
 from n2n_fast.inference.denoise import denoise_plan
 
-CLEAR = (ValueError, TypeError, FileNotFoundError, FileExistsError)
+CLEAR = (ValueError, TypeError, FileNotFoundError, FileExistsError, MissingExtra)
 RNG = np.random.default_rng(0)
 IMAGES = [RNG.integers(0, 256, (40, 44, 3), dtype=np.uint8)]
 SMALL = dict(steps=1, batch_size=2, crop=32, features=8, progress=False, plot=False)
@@ -244,6 +246,8 @@ API_CASES = [
     ("train: an RGBA PNG", lambda t: _train(t, data=_images(t, RGBA)), "a.png' is RGBA"),
     ("train: a grey + alpha PNG", lambda t: _train(t, data=_images(t, np.stack([GREY, GREY], -1))),
      "is grey + alpha"),
+    ("demo: without scikit-image names the extra", lambda t: _demo_without_skimage(t), "[demo] extra"),
+    ("demo: device gpu", lambda t: n2n_fast.demo.demo(str(t / "demo"), steps=1, device="gpu"), "device:"),
     ("train: plot=True without matplotlib names the extra", lambda t: _train_without_matplotlib(t), "the [plot] extra"),
     # parameters checked where they enter, with the accepted range
     ("hdr_loss: pred at -eps", lambda t: n2n_fast.hdr_loss(torch.full((4,), -0.01), torch.zeros(4)),
@@ -262,6 +266,13 @@ API_CASES = [
                                                                                            device="meta")), "UNet:"),
     ("UNet: absurd features", lambda t: n2n_fast.UNet(3, features=10**6), "UNet: features"),
 ]
+
+
+def _demo_without_skimage(tmp):
+    import n2n_fast.demo
+
+    with _without("skimage", "skimage.data"):
+        return n2n_fast.demo.demo(str(tmp / "demo"), steps=1)
 
 
 def _train_without_matplotlib(tmp):
