@@ -252,6 +252,8 @@ API_CASES = [
     # parameters checked where they enter, with the accepted range
     ("hdr_loss: pred at -eps", lambda t: n2n_fast.hdr_loss(torch.full((4,), -0.01), torch.zeros(4)),
      "pred: hdr_loss takes pred > -eps"),
+    ("n2n_loss hdr: pred at -eps", lambda t: n2n_fast.n2n_loss(torch.full((1, 1, 4, 4), -0.01), torch.zeros(
+        1, 1, 4, 4), Gaussian(0.1), seed=0, step=0, kind="hdr"), "pred: hdr_loss takes pred > -eps"),
     ("hdr_loss: NaN pred", lambda t: n2n_fast.hdr_loss(torch.full((4,), float("nan")), torch.zeros(4)), "pred:"),
     ("hdr_loss: eps beyond float32", lambda t: n2n_fast.hdr_loss(torch.zeros(4), torch.zeros(4), eps=1e300),
      "eps:"),

@@ -87,8 +87,6 @@ class Run:
         return self.stores[realisation].crops(picks, self.crop)
 
     def loss_fn(self, pred, target, **extra):
-        if self.loss == "hdr":  # no range scan: it would sync the host every step (and break graph capture)
-            extra = {**extra, "check_range": False}
         return getattr(losses, f"{self.loss}_loss")(pred, target, **extra)
 
     def network_input(self, batch):
@@ -181,6 +179,8 @@ def step_body(run, step):
     """The step after its learning rate and run.step_t are set: what a CUDA graph captures (graph_step.py)."""
     # the annealed exponent from the device step (read by the loss kernels): a replayed graph anneals it too
     extra = {"gamma": schedule.l0_gamma_on_device(run.step_t, run.steps)} if run.loss == "l0" else {}
+    if run.loss == "hdr":  # no range scan of pred: it would sync the host every step (and break graph capture)
+        extra = {"check_range": False}
     index = run.rank * run.batch_size  # global index of this rank's first sample in the step
     picks = run.picks(step, index)
     run.optimizer.zero_grad(set_to_none=run.graphed is None and not run.capturing)
