@@ -18,8 +18,9 @@ DEMO_SEED = 2018  # the held-out images' noise: fixed, so tables from different 
 
 
 def photographs(names):
-    from skimage import data
+    from .extras import require
 
+    (data,) = require("demo", "n2n-fast demo (scikit-image's bundled photographs)", "skimage.data")
     return [np.asarray(getattr(data, name)()) for name in names]
 
 
@@ -62,8 +63,11 @@ def demo(out_dir="n2n_demo", *, steps=400, sigma=25.0, n2c=False, features=32, c
     from .noise import Gaussian, add_noise
     from .training.train import train
 
+    from .devices import check_device
+
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma <= 255:
         raise ValueError(f"sigma: expected a number in (0, 255] (8-bit units), got {sigma!r}")
+    check_device(device)
     out_dir = Path(out_dir)
     noise = Gaussian(sigma / UINT8_PEAK)
     clean = [image.astype(np.float32) / UINT8_PEAK for image in photographs(HELD_OUT)]

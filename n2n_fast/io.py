@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .atomic_file import atomic_path
+from .atomic_file import atomic_path, check_writable
 from .axes import check_axes, infer_axes, to_stack
 from .conventions import UINT_PEAKS
 from .mrc import SUFFIXES as MRC_SUFFIXES
@@ -19,6 +19,19 @@ _TIFF = (".tif", ".tiff")
 _PILLOW = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".ppm")
 SUPPORTED = _TIFF + _PILLOW + (".npy",) + MRC_SUFFIXES
 _INTEGER_PEAK = {np.dtype(name): float(peak) for name, peak in UINT_PEAKS.items()}
+# What each Pillow format stores and reads back as written: (sample dtype, channels) pairs. Pillow itself would
+# refuse some of the rest with an OSError (RGBA or 16-bit JPEG) and silently change others (BMP drops alpha, WebP
+# turns grey into RGB and 16-bit into 8-bit), so anything else is refused before writing, pointing to .png / .tif.
+_PILLOW_STORES = {
+    ".png": {("uint8", 1), ("uint8", 3), ("uint8", 4), ("uint16", 1)},
+    ".jpg": {("uint8", 1), ("uint8", 3)},
+    ".jpeg": {("uint8", 1), ("uint8", 3)},
+    ".bmp": {("uint8", 1), ("uint8", 3)},
+    ".webp": {("uint8", 3), ("uint8", 4)},
+    ".pgm": {("uint8", 1), ("uint16", 1)},
+    ".ppm": {("uint8", 3)},
+}
+_CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
 
 
 def check_layout(array, name="image"):
@@ -64,6 +77,8 @@ def from_unit(pixels, dtype):
 
 
 def _extension(path, name):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a file path, got {type(path).__name__} {path!r}")
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in SUPPORTED:
         raise ValueError(f"{name}: unsupported file type {ext or '(none)'!r} for {path}; accepted: "
@@ -89,7 +104,9 @@ def _decode(path, ext):
     from PIL import Image
 
     with Image.open(path) as image:
-        if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+        if image.mode == "1":  # bilevel: grey, not RGB
+            image = image.convert("L")
+        if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
             image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
         if image.mode in ("I;16", "I;16B", "I;16L"):
             return np.asarray(image).astype(np.uint16), "YX"
@@ -98,8 +115,14 @@ def _decode(path, ext):
             if array.min() >= 0 and array.max() <= UINT_PEAKS["uint16"]:
                 return array.astype(np.uint16), "YX"
             raise ValueError(f"path: {path} holds 32-bit integer pixels; accepted: 8- or 16-bit images")
-        array = np.asarray(image)
+        array = np.array(image)  # a writable copy: np.asarray's view is read-only, and torch warns on those
         return array, "YXC" if array.ndim == 3 else "YX"
+
+
+def has_alpha(path, channels):
+    """Whether a `channels`-channel image read from `path` carries an alpha channel: Pillow formats decode to grey,
+    grey + alpha, RGB or RGBA, so 2 or 4 channels there are alpha; TIFF and .npy channels are data."""
+    return os.path.splitext(str(path))[1].lower() in _PILLOW and channels in (2, 4)
 
 
 def read_stack(path, axes=None, keep_integers=False):
@@ -161,12 +184,30 @@ def _mrc_data(pixels, dtype, path):
     return from_unit(pixels, dtype)
 
 
+def check_image_format(path, channels, dtype, name="path"):
+    """Raise unless the file type of `path` stores `channels`-channel images of `dtype` (a numpy dtype) as they are:
+    TIFF, .npy and MRC store any (MRC: one channel, checked by write_image); the Pillow formats what _PILLOW_STORES
+    lists. The error says what the suffix stores and which suffix to use instead."""
+    ext = _extension(path, name)
+    dtype = np.dtype(dtype)
+    if ext in _TIFF + (".npy",) + MRC_SUFFIXES or (dtype.name, channels) in _PILLOW_STORES[ext]:
+        return ext
+    stores = ", ".join(f"{kind} {_CHANNEL_NAMES[c]}" for kind, c in sorted(_PILLOW_STORES[ext]))
+    png = (dtype.name, channels) in _PILLOW_STORES[".png"]
+    what = f"{dtype.name} {_CHANNEL_NAMES[channels]}" if channels in _CHANNEL_NAMES else \
+        f"{dtype.name} {channels}-channel"
+    raise ValueError(f"{name}: {ext} cannot store {what} images ({path}); it stores {stores}. Use "
+                     f"{'.png or ' if png else ''}.tif (any channel count, uint8, uint16 or float32)")
+
+
 def write_image(path, pixels, dtype=np.uint8, *, voxel_grid=None):
     """Write `pixels` ((H, W) or (H, W, C), float in [0, 1]) to `path` as `dtype` (uint8, uint16 or float32).
 
     PNG takes uint8 and uint16 (grey or RGB/RGBA); TIFF takes any channel count and float32; MRC one channel, as a
-    single section, with `voxel_grid`'s voxel size and origin (other formats do not store it). Writes to a
-    temporary file and renames it, so an interrupted write never leaves a truncated image."""
+    single section, with `voxel_grid`'s voxel size and origin (other formats do not store it); JPEG and BMP uint8
+    grey or RGB (check_image_format says what each suffix takes). The path is checked before anything is written
+    (n2n_fast/atomic_file.py); the file goes through a temporary one renamed onto it, so an interrupted write never
+    leaves a truncated image."""
     ext = _extension(path, "path")
     pixels = np.asarray(pixels)
     check_layout(pixels, "pixels")
@@ -174,8 +215,11 @@ def write_image(path, pixels, dtype=np.uint8, *, voxel_grid=None):
         if pixels.ndim == 3 and pixels.shape[2] != 1:
             raise ValueError(f"pixels: an MRC file holds one channel, got {pixels.shape[2]} channels for {path}; "
                              "write colour or multi-channel images to .tif")
+        check_writable(path)
         return write_mrc(path, _mrc_data(pixels.reshape(pixels.shape[:2]), dtype, path), voxel_grid)
     data = from_unit(pixels, dtype)
+    ext = check_image_format(path, data.shape[2] if data.ndim == 3 else 1, data.dtype)
+    check_writable(path)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     with atomic_path(path) as tmp:
@@ -191,13 +235,7 @@ def write_image(path, pixels, dtype=np.uint8, *, voxel_grid=None):
         else:
             from PIL import Image
 
-            if data.dtype == np.uint16 and data.ndim == 2:
-                image = Image.fromarray(data.astype(np.uint16))
-            elif data.dtype == np.uint8 and (data.ndim == 2 or data.shape[2] in (3, 4)):
-                image = Image.fromarray(data)
-            else:
-                raise ValueError(f"pixels: {ext} cannot store {data.dtype} images of shape {data.shape}; use .tif")
-            image.save(tmp)
+            Image.fromarray(data).save(tmp)  # check_image_format: a mode this format stores
     return path
 
 
@@ -219,6 +257,7 @@ def write_stack(path, stack, dtype, axes, *, voxel_grid=None):
         raise ValueError(f"path: {path}: a stack ({axes}) is written to .tif/.tiff, .npy or MRC "
                          f"({', '.join(MRC_SUFFIXES)}), not {ext}")
     data = from_stack(from_unit(stack, dtype), axes)
+    check_writable(path)
     with atomic_path(path) as tmp:
         if ext == ".npy":
             np.save(tmp, data)

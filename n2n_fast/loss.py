@@ -48,11 +48,17 @@ def _check_mask(mask, pred):
                          f"each size equal to pred's or 1 (broadcast over that dimension{hint})")
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the kernels take eps and gamma as float32
+
+
 def _check_positive(name, value, allow_zero):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise TypeError(f"{name}: expected a finite real number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    if value > FLOAT32_MAX or (value != 0 and abs(value) < 1.1754943508222875e-38):
+        raise ValueError(f"{name}: {value!r} is outside float32's normal range (1.2e-38 to 3.4e38), which the "
+                         "kernels compute in")
 
 
 def _check_gamma(gamma, pred):
@@ -108,14 +114,31 @@ def l0_loss(pred, target, *, gamma, eps=1e-8, mask=None, reduction="mean", backe
     return _loss(pred, target, mask, reduction, backend, "l0", gamma, eps)
 
 
-def hdr_loss(pred, target, *, eps=0.01, mask=None, reduction="mean", backend=None):
+def hdr_loss(pred, target, *, eps=0.01, mask=None, reduction="mean", backend=None, check_range=True):
     """Relative L2 (pred - target)**2 / (pred.detach() + eps)**2 for HDR images (no gradient through the
-    denominator). eps > 0."""
+    denominator). eps > 0; pred > -eps, where the denominator vanishes (HDR values are >= 0).
+
+    check_range: refuse pred <= -eps or NaN (one extra read of pred and a host sync; train() skips it, as it skips
+    noisy_pair's finiteness scan, and is skipped inside torch.compile)."""
     _check_positive("eps", eps, allow_zero=False)
+    _check_hdr_range(pred, eps, check_range)
     return _loss(pred, target, mask, reduction, backend, "hdr", 0.0, eps)
 
 
-_KIND_DEFAULTS = {"l2": {}, "l1": {}, "l0": {"eps": 1e-8}, "hdr": {"eps": 0.01}}
+def _check_hdr_range(pred, eps, check_range):
+    """pred > -eps, where hdr's denominator (pred + eps)**2 vanishes (inf there, huge near it)."""
+    if not isinstance(check_range, bool):
+        raise TypeError(f"check_range: expected a bool, got {check_range!r}")
+    if check_range and not torch.compiler.is_compiling():
+        _check_tensor("pred", pred)
+        low = pred.detach().min()
+        if not bool(low > -eps):
+            raise ValueError(f"pred: hdr_loss takes pred > -eps = {-eps:g} (the denominator (pred + eps)**2 "
+                             f"vanishes at -eps), got a minimum of {float(low):g}; clamp pred at 0 (HDR values are "
+                             "non-negative) or pass a larger eps")
+
+
+_KIND_DEFAULTS = {"l2": {}, "l1": {}, "l0": {"eps": 1e-8}, "hdr": {"eps": 0.01, "check_range": True}}
 
 
 def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None, **loss_kwargs):
@@ -124,7 +147,7 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
     one is given), computed without writing the target to memory on the Triton path.
 
     pred: (B, C, H, W) float; clean: the clean batch noisy_pair takes, same shape; kind: "l2" | "l1" | "l0" |
-    "hdr"; loss_kwargs: mask, reduction, and the kind's own (gamma and eps for l0, eps for hdr)."""
+    "hdr"; loss_kwargs: mask, reduction, and the kind's own (gamma and eps for l0, eps and check_range for hdr)."""
     if kind not in KINDS:
         raise ValueError(f"kind: unknown loss kind {kind!r}; accepted: {', '.join(KINDS)}")
     accepted = {"mask", "reduction"} | ({"gamma"} if kind == "l0" else set()) | set(_KIND_DEFAULTS[kind])
@@ -141,6 +164,8 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
         gamma = _check_gamma(gamma, pred)
     if kind in ("l0", "hdr"):
         _check_positive("eps", eps, allow_zero=False)
+    if kind == "hdr":
+        _check_hdr_range(pred, eps, params.pop("check_range"))
     from .noise import _validate as check_noise_args
 
     # clean, noise, seed, step, index as noisy_pair checks them; no finiteness scan: it would sync the host
@@ -164,8 +189,9 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
         return value.reshape(pred.shape) if reduction == "none" else value
     if pred.dim() == 3:  # one (C, H, W) sample: the batch of one noisy_pair makes of it (same counters)
         mask = None if mask is None else mask[None]
+        checked = {"check_range": False} if kind == "hdr" else {}  # checked above
         value = n2n_loss(pred[None], clean[None], noise, seed=seed, step=step, index=index, kind=kind,
-                         backend=backend, mask=mask, reduction=reduction, **params)
+                         backend=backend, mask=mask, reduction=reduction, **params, **checked)
         return value[0] if reduction == "none" else value
     name, impl = _backend.choose("n2n_loss", pred.device, backend, pred=pred, clean=clean)
     if name == "reference" and backend != "reference":

@@ -77,8 +77,10 @@ def _level(name, value, *, lower, upper=math.inf, open_lower=False):
     for v in (low, high):
         if not _is_number(v):
             raise TypeError(f"{name}: expected numbers, got {value!r}")
+        if math.isfinite(v):
+            _f32(name, float(v), value)  # float32's range first: its message says why 1e40 cannot be
         if not math.isfinite(v) or v < lower or (open_lower and v == lower) or v > upper:
-            bound = f"{'>' if open_lower else '>='} {lower}" + (f" and <= {upper}" if upper != math.inf else "")
+            bound = f"{'>' if open_lower else '>='} {lower:g}" + (f" and <= {upper:g}" if upper != math.inf else "")
             raise ValueError(f"{name}: every value must be finite and {bound}, got {value!r}")
     if low > high:
         raise ValueError(f"{name}: low must not exceed high, got (low, high) = {value!r}")
@@ -114,12 +116,18 @@ class _Model:
         return cached[1]
 
 
+# The largest sigma accepted (images in [0, 1]): the Box-Muller draw has |z| <= 5.8 (u has 24 bits), so every
+# noisy value stays finite even in float16 (max 65504); Gaussian(3.4e38) would turn every pixel into inf.
+SIGMA_MAX = 1e4
+
+
 @dataclass(frozen=True)
 class Gaussian(_Model):
-    """Additive white Gaussian noise, y = x + sigma * z. Zero-mean. Paper: train (0, 50/255), test 25/255."""
+    """Additive white Gaussian noise, y = x + sigma * z. Zero-mean. Paper: train (0, 50/255), test 25/255.
+    0 <= sigma <= SIGMA_MAX (1e4)."""
     sigma: object
     code = GAUSSIAN
-    BOUNDS = {"sigma": dict(lower=0.0)}
+    BOUNDS = {"sigma": dict(lower=0.0, upper=SIGMA_MAX)}
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,7 @@ class PoissonGaussian(_Model):
     peak: object
     sigma: object
     code = POISSON_GAUSSIAN
-    BOUNDS = {"peak": dict(lower=0.0, open_lower=True), "sigma": dict(lower=0.0)}
+    BOUNDS = {"peak": dict(lower=0.0, open_lower=True), "sigma": dict(lower=0.0, upper=SIGMA_MAX)}
 
 
 @dataclass(frozen=True)

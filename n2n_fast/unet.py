@@ -26,6 +26,7 @@ from .padding import mirror_pad, mirror_pad_end
 
 LEVELS = 5  # pooling levels of the paper's network
 ALIGNMENT = 2 ** LEVELS  # along y and x: 32
+MAX_FEATURES = 1024  # as train() accepts
 
 
 def z_pool_levels(depth=None, anisotropy=1.0):
@@ -112,6 +113,8 @@ class UNet(nn.Module):
         if dims == 3:
             z_pools = LEVELS if z_pools is None else z_pools
             _check_int("z_pools", z_pools, 0, LEVELS)
+        if features > MAX_FEATURES:  # 10**5 would try to allocate terabytes of weights
+            raise ValueError(f"UNet: features must be at most {MAX_FEATURES} (the paper uses 48), got {features}")
         self.in_channels, self.out_channels, self.features = in_channels, out_channels, features
         self.dims, self.z_pools = dims, z_pools
         self.normalisation = check_normalisation_map(normalisation, "UNet: normalisation")
@@ -201,11 +204,14 @@ class UNet(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"UNet: input must be floating point (images scaled to [0, 1]), got {x.dtype}; "
                             "n2n_fast.denoise scales uint8/uint16 images itself")
-        weight = self.enc_conv0.weight.dtype
-        if x.dtype != weight and not torch.is_autocast_enabled(x.device.type):
-            hint = "x.float()" if weight == torch.float32 else f"x.to({weight})"
-            raise TypeError(f"UNet: input is {x.dtype} but the network's weights are {weight}; pass {hint} (or "
-                            f"convert the network, e.g. net.to({x.dtype}), or run under torch.autocast)")
+        weight = self.enc_conv0.weight
+        if x.device != weight.device:
+            raise TypeError(f"UNet: input is on {x.device}, the network's weights on {weight.device}; move one to "
+                            f"the other (x.to({str(weight.device)!r}) or net.to({str(x.device)!r}))")
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            hint = "x.float()" if weight.dtype == torch.float32 else f"x.to({weight.dtype})"
+            raise TypeError(f"UNet: input is {x.dtype} but the network's weights are {weight.dtype}; pass {hint} "
+                            f"(or convert the network, e.g. net.to({x.dtype}), or run under torch.autocast)")
         if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels or min(x.shape) == 0:
             if self.dims == 2 and x.dim() == 5:
                 hint = "; a batch of volumes (B, C, D, H, W) needs UNet(..., dims=3)"

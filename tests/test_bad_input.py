@@ -1,7 +1,13 @@
 """Bad input across the public API and the CLI, from tables: every case must raise a clear error (ValueError /
 TypeError / FileNotFoundError / FileExistsError / FloatingPointError) whose message names the argument, file or
-option, before any work is done; on the CLI a non-zero exit with one such line and no traceback."""
+option (a path as the user gave it, never a temporary file), before any work is done; on the CLI a non-zero exit
+with one such line and no traceback. A third table holds what must not warn or fail: ordinary calls that printed
+noise, and an optional extra that breaks at the end of a run."""
+import logging
 import os
+import subprocess
+import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -9,10 +15,13 @@ import torch
 
 from checkpoints import save_model  # tests/checkpoints.py
 import n2n_fast
+import n2n_fast.demo
 from n2n_fast import Gaussian
 from n2n_fast.cli import main
+from n2n_fast.extras import MissingExtra
+from n2n_fast.inference.denoise import denoise_plan
 
-CLEAR = (ValueError, TypeError, FileNotFoundError, FileExistsError)
+CLEAR = (ValueError, TypeError, FileNotFoundError, FileExistsError, MissingExtra)
 RNG = np.random.default_rng(0)
 IMAGES = [RNG.integers(0, 256, (40, 44, 3), dtype=np.uint8)]
 SMALL = dict(steps=1, batch_size=2, crop=32, features=8, progress=False, plot=False)
@@ -34,6 +43,67 @@ def _nan_weights(state):
     key = next(iter(state))
     state[key] = state[key].clone().fill_(float("nan"))
     return state
+
+
+def _file(tmp):
+    """A plain file, for writes whose parent folder is a file."""
+    (tmp / "plain.txt").write_text("a file, not a folder")
+    return tmp / "plain.txt"
+
+
+def _read_only(tmp):
+    """A folder that refuses new files: mode 0o500, or /sys where root ignores modes."""
+    if os.geteuid() == 0:
+        return "/sys"
+    folder = tmp / "locked"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o500)
+    return str(folder)
+
+
+def _images(tmp, *arrays):
+    """A folder of PNGs a.png, b.png, ... holding `arrays` (uint8)."""
+    from PIL import Image
+
+    folder = tmp / "images"
+    folder.mkdir(exist_ok=True)
+    for letter, array in zip("abcdefgh", arrays):
+        Image.fromarray(array).save(folder / f"{letter}.png")
+    return str(folder)
+
+
+GREY = RNG.integers(0, 256, (40, 44), dtype=np.uint8)
+RGBA = RNG.integers(0, 256, (40, 44, 4), dtype=np.uint8)
+
+
+def _zarr_source(tmp):
+    pytest.importorskip("zarr")
+    import zarr
+
+    zarr.create_array(str(tmp / "in.zarr"), shape=(40, 44), chunks=(20, 44), dtype="float32",
+                      dimension_names=["y", "x"])[:] = np.zeros((40, 44), np.float32)
+    return str(tmp / "in.zarr")
+
+
+def _no_gpu(device):
+    """`device` where no CUDA GPU is visible; where one is, a device that no machine has."""
+    return device if not torch.cuda.is_available() else "tpu"
+
+
+def _denoise(image=None, **kwargs):
+    return n2n_fast.denoise(n2n_fast.UNet(1, features=8), np.zeros((40, 44), np.float32) if image is None else image,
+                            **kwargs)
+
+
+def _without(*modules):
+    """A context where importing `modules` fails (as when an optional extra is not installed)."""
+    return mock.patch.dict(sys.modules, {name: None for name in modules})
+
+
+def _save_checkpoint(path):
+    from n2n_fast import checkpoint
+
+    return checkpoint.save({"model": {}}, path)
 
 
 # (id, call(tmp) -> anything, expected message fragment)
@@ -108,7 +178,108 @@ API_CASES = [
         n2n_fast.UNet(3, features=8), IMAGES[0] / 255.0, value_range=255), "value_range: got 255"),
     ("denoise: bad batch size", lambda t: n2n_fast.denoise(n2n_fast.UNet(1, features=8), np.zeros((8, 8)),
                                                            batch_size=0), "batch_size"),
+    # one device check at every entry point that takes a device (n2n_fast/devices.py)
+    ("denoise: device gpu", lambda t: _denoise(device="gpu"), "device: 'gpu'"),
+    ("denoise: cuda without a GPU", lambda t: _denoise(device=_no_gpu("cuda")), "device:"),
+    ("denoise: cuda:3 without a GPU", lambda t: _denoise(device=_no_gpu("cuda:3")), "device:"),
+    ("denoise_plan: device tpu", lambda t: denoise_plan(n2n_fast.UNet(1, features=8), np.zeros((8, 8)),
+                                                        device="tpu"), "device:"),
+    ("denoise with axes: device gpu", lambda t: _denoise(np.zeros((2, 40, 44), np.float32), axes="ZYX",
+                                                         device="gpu"), "device:"),
+    ("denoise_zarr: device gpu, before the output exists", lambda t: n2n_fast.denoise_zarr(
+        n2n_fast.UNet(1, features=8), str(t / "in.zarr"), str(t / "out.zarr"), device="gpu"), "device:"),
+    # tile and overlap: checked where they enter, with the accepted values
+    ("denoise: negative tile", lambda t: _denoise(tile=-32), "tile: must be a positive multiple"),
+    ("denoise: overlap larger than the tile the image fits", lambda t: _denoise(overlap=1000),
+     "overlap: must be smaller than half the tile"),
+    ("denoise: overlap the budget's tiles cannot hold", lambda t: _denoise(
+        np.zeros((300, 300), np.float32), overlap=200, memory_budget=20e6), "overlap: 200 px needs tiles"),
+    ("denoise: float64 model", lambda t: n2n_fast.denoise(n2n_fast.UNet(1, features=8).double(),
+                                                          np.zeros((8, 8), np.float32)), "model: its parameters"),
+    ("denoise_zarr: unknown option", lambda t: n2n_fast.denoise_zarr(
+        n2n_fast.UNet(1, features=8), str(t / "in.zarr"), str(t / "out.zarr"), tiles=64), "tiles"),
+    ("denoise_zarr: overwrite not a bool", lambda t: n2n_fast.denoise_zarr(
+        n2n_fast.UNet(1, features=8), str(t / "in.zarr"), str(t / "out.zarr"), overwrite="yes"), "overwrite"),
+    ("denoise_zarr: bad tile, before the output exists", lambda t: n2n_fast.denoise_zarr(
+        n2n_fast.UNet(1, features=8), _zarr_source(t), str(t / "out.zarr"), tile=-32), "tile:"),
+    # one path check for every writer: the user's path in the message, never a temporary file
+    ("write_image: parent is a file", lambda t: n2n_fast.write_image(str(_file(t) / "a.png"), GREY / 255),
+     "plain.txt' is a file, not a folder, so"),
+    ("write_image: read-only folder", lambda t: n2n_fast.write_image(os.path.join(_read_only(t), "a.png"),
+                                                                     GREY / 255), "does not accept new files"),
+    ("write_image: missing folder", lambda t: n2n_fast.write_image(str(t / "none" / "a.png"), GREY / 255),
+     "does not exist"),
+    ("write_image: path None", lambda t: n2n_fast.write_image(None, GREY / 255), "path: expected a file path"),
+    ("checkpoint save: parent is a file", lambda t: _save_checkpoint(_file(t) / "c.pt"), "is a file, not a folder"),
+    ("checkpoint save: read-only folder", lambda t: _save_checkpoint(os.path.join(_read_only(t), "c.pt")),
+     "does not accept new files"),
+    ("export: parent is a file", lambda t: n2n_fast.export(n2n_fast.UNet(1, features=8), _file(t) / "m.onnx"),
+     "is a file, not a folder"),
+    ("export: read-only folder", lambda t: n2n_fast.export(n2n_fast.UNet(1, features=8),
+                                                           os.path.join(_read_only(t), "m.onnx")),
+     "does not accept new files"),
+    ("export: overwrite not a bool", lambda t: n2n_fast.export(n2n_fast.UNet(1, features=8), t / "m.onnx",
+                                                               overwrite=1), "overwrite"),
+    ("export: unknown package option", lambda t: n2n_fast.export(n2n_fast.UNet(1, features=8), t / "m.zip",
+                                                                 colour="red"), "unknown option(s) colour"),
+    ("export: name not a string", lambda t: n2n_fast.export(n2n_fast.UNet(1, features=8), t / "m.zip", name=5),
+     "name: expected a non-empty string"),
+    ("denoise_zarr: output in a folder that is a file", lambda t: n2n_fast.denoise_zarr(
+        n2n_fast.UNet(1, features=8), _zarr_source(t), str(_file(t) / "out.zarr")), "is a file, not a folder"),
+    ("denoise_zarr: output in a read-only folder", lambda t: n2n_fast.denoise_zarr(
+        n2n_fast.UNet(1, features=8), _zarr_source(t), os.path.join(_read_only(t), "out.zarr")),
+     "does not accept new files"),
+    ("train: out_dir inside a file", lambda t: _train(t, out_dir=_file(t) / "run"), "out_dir"),
+    ("train: out_dir not a path", lambda t: _train(t, out_dir=5), "out_dir: expected a folder path"),
+    # image formats: what each suffix stores, and what to use instead
+    ("write_image: RGBA to .jpg", lambda t: n2n_fast.write_image(str(t / "a.jpg"), RGBA / 255),
+     ".jpg cannot store uint8 RGBA images"),
+    ("write_image: 16-bit to .jpg", lambda t: n2n_fast.write_image(str(t / "a.jpg"), GREY / 255, dtype=np.uint16),
+     "Use .png or .tif"),
+    ("write_image: grey to .webp (would come back RGB)", lambda t: n2n_fast.write_image(str(t / "a.webp"),
+                                                                                        GREY / 255), ".webp"),
+    ("write_image: RGBA to .bmp (would drop alpha)", lambda t: n2n_fast.write_image(str(t / "a.bmp"), RGBA / 255),
+     ".bmp cannot store"),
+    # training data: the file named, and how to proceed
+    ("train: a grey image among RGB ones", lambda t: _train(t, data=_images(t, IMAGES[0], IMAGES[0], GREY)),
+     "c.png) has 1"),
+    ("train: an RGBA PNG", lambda t: _train(t, data=_images(t, RGBA)), "a.png' is RGBA"),
+    ("train: a grey + alpha PNG", lambda t: _train(t, data=_images(t, np.stack([GREY, GREY], -1))),
+     "is grey + alpha"),
+    ("demo: without scikit-image names the extra", lambda t: _demo_without_skimage(t), "[demo] extra"),
+    ("demo: device gpu", lambda t: n2n_fast.demo.demo(str(t / "demo"), steps=1, device="gpu"), "device:"),
+    ("train: plot=True without matplotlib names the extra", lambda t: _train_without_matplotlib(t), "the [plot] extra"),
+    # parameters checked where they enter, with the accepted range
+    ("hdr_loss: pred at -eps", lambda t: n2n_fast.hdr_loss(torch.full((4,), -0.01), torch.zeros(4)),
+     "pred: hdr_loss takes pred > -eps"),
+    ("n2n_loss hdr: pred at -eps", lambda t: n2n_fast.n2n_loss(torch.full((1, 1, 4, 4), -0.01), torch.zeros(
+        1, 1, 4, 4), Gaussian(0.1), seed=0, step=0, kind="hdr"), "pred: hdr_loss takes pred > -eps"),
+    ("hdr_loss: NaN pred", lambda t: n2n_fast.hdr_loss(torch.full((4,), float("nan")), torch.zeros(4)), "pred:"),
+    ("hdr_loss: eps beyond float32", lambda t: n2n_fast.hdr_loss(torch.zeros(4), torch.zeros(4), eps=1e300),
+     "eps:"),
+    ("l0_loss: eps below float32", lambda t: n2n_fast.l0_loss(torch.zeros(4), torch.zeros(4), gamma=1, eps=1e-300),
+     "eps:"),
+    ("noise: Gaussian sigma 3.4e38", lambda t: Gaussian(3.4e38), "sigma: every value must be finite and >= 0 and "
+                                                                  "<= 10000"),
+    ("noise: PoissonGaussian sigma 1e30", lambda t: n2n_fast.PoissonGaussian(30, (0, 1e30)), "sigma:"),
+    ("UNet: float64 input", lambda t: n2n_fast.UNet(1, features=8)(torch.zeros(1, 1, 32, 32, dtype=torch.float64)),
+     "UNet: input is torch.float64"),
+    ("UNet: input on another device", lambda t: n2n_fast.UNet(1, features=8)(torch.zeros(1, 1, 32, 32,
+                                                                                           device="meta")), "UNet:"),
+    ("UNet: absurd features", lambda t: n2n_fast.UNet(3, features=10**6), "UNet: features"),
 ]
+
+
+def _demo_without_skimage(tmp):
+    import n2n_fast.demo
+
+    with _without("skimage", "skimage.data"):
+        return n2n_fast.demo.demo(str(tmp / "demo"), steps=1)
+
+
+def _train_without_matplotlib(tmp):
+    with _without("matplotlib"):
+        return _train(tmp, plot=True)
 
 
 @pytest.mark.parametrize("case,call,fragment", API_CASES, ids=[c[0] for c in API_CASES])
@@ -116,6 +287,8 @@ def test_api_bad_input_is_a_clear_error(tmp_path, case, call, fragment):
     with pytest.raises(CLEAR) as raised:
         call(tmp_path)
     assert fragment in str(raised.value), f"{case}: {raised.value}"
+    assert ".tmp" not in str(raised.value), f"{case}: names a temporary file: {raised.value}"
+    assert not (tmp_path / "out.zarr").exists(), f"{case}: a failed call left its output behind"
     run = tmp_path / "run"
     assert not run.exists() or not any(run.iterdir()), f"{case}: a failed call left files in out_dir"
 
@@ -160,3 +333,64 @@ def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path, capsys, case, argv,
     code = main(argv(tmp_path))
     err = capsys.readouterr().err.strip()
     assert code != 0 and fragment in err and "Traceback" not in err and len(err.splitlines()) == 1, (case, err)
+
+
+def _warnings_of(code):
+    """stderr of `code` run in a fresh interpreter with UserWarnings as errors: torch warns about a read-only
+    array once per process, so only a process of its own shows whether a call triggers it."""
+    run = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stderr
+
+
+_TRAIN = ("import numpy as np, n2n_fast; n2n_fast.train(data={data}, noise=n2n_fast.Gaussian(0.1), out_dir={out!r}, "
+          "steps=1, batch_size=2, crop=32, features=8, progress=False, plot=False)")
+
+
+def _train_png_folder(tmp):
+    return _warnings_of(_TRAIN.format(data=repr(_images(tmp, IMAGES[0], IMAGES[0])), out=str(tmp / "run")))
+
+
+def _train_read_only_arrays(tmp):
+    data = "[np.frombuffer(np.arange(40 * 44 * 3, dtype=np.uint8).tobytes(), np.uint8).reshape(40, 44, 3)]"
+    return _warnings_of(_TRAIN.format(data=data, out=str(tmp / "run")))
+
+
+def _train_with_broken_matplotlib(tmp):
+    """matplotlib is found (plot=None draws the figure) but fails to import at the end of the run."""
+    with _without("matplotlib.pyplot"):
+        result = _train(tmp, plot=None)
+    assert result.checkpoint and os.path.isfile(result.checkpoint)
+    return result
+
+
+def _export_onnx(tmp):
+    pytest.importorskip("onnxscript")
+    return n2n_fast.export(n2n_fast.UNet(1, features=8), tmp / "m.onnx")
+
+
+# (id, call(tmp) -> anything, warning categories that must not appear (None: none at all) or the one warning that
+# must, what must not appear on stderr or in the log)
+QUIET_CASES = [
+    ("train on a folder of PNGs: no non-writable-array warning", _train_png_folder, (UserWarning,), "not writable"),
+    ("train on read-only arrays: no non-writable-array warning", _train_read_only_arrays, (UserWarning,),
+     "not writable"),
+    ("export to ONNX: no torchvision lines", _export_onnx, (), "torchvision"),
+    ("matplotlib breaks at the end of a run: the run completes, a warning names the extra",
+     _train_with_broken_matplotlib, "[plot]", "Traceback"),
+]
+
+
+@pytest.mark.parametrize("case,call,warnings_,noise", QUIET_CASES, ids=[c[0] for c in QUIET_CASES])
+def test_ordinary_calls_are_quiet(tmp_path, capfd, caplog, recwarn, case, call, warnings_, noise):
+    with caplog.at_level(logging.WARNING):
+        printed = call(tmp_path)
+    seen = [str(w.message) for w in recwarn]
+    if isinstance(warnings_, str):
+        assert any(warnings_ in message for message in seen), (case, seen)
+    else:
+        assert not [w for w in recwarn if isinstance(w.message, warnings_)], (case, seen)
+    out, err = capfd.readouterr()
+    printed = printed if isinstance(printed, str) else ""  # a subprocess's stderr
+    assert noise not in err + out + caplog.text + printed and not any(noise in m for m in seen), (case, err[-2000:])

@@ -209,7 +209,9 @@ def test_triton_compiles_fullgraph_with_autocast(gen):
             pred = conv(x)
             return (n2n_fast.l2_loss(pred, y, backend=backend) + n2n_fast.l1_loss(pred, y, mask=mask, backend=backend)
                     + n2n_fast.l0_loss(pred, y, gamma=1.0, backend=backend)
-                    + n2n_fast.hdr_loss(pred, y, reduction="none", backend=backend).mean()), pred.dtype
+                    # an untrained conv's pred dips below -eps: no range check, the same arithmetic both ways
+                    + n2n_fast.hdr_loss(pred, y, reduction="none", backend=backend, check_range=False).mean()), \
+                pred.dtype
 
     def step(fn, backend):
         conv.zero_grad()

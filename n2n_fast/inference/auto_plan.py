@@ -157,11 +157,26 @@ def plan_auto(n_images, channels, height, width, *, overlap, memory_budget, batc
         tile_bytes = tile_h * tile_w * bytes_per_pixel
         band = _band_bytes(n_images, channels, tile_h, width)
         if tile_bytes + band <= memory_budget:
+            if overlap != "auto" and 2 * ov >= min(tile_h, tile_w):
+                raise ValueError(f"overlap: must be smaller than half the tile, but the image fits tiles of "
+                                 f"{tile_h} x {tile_w} px and overlap {overlap} (rounded to the alignment: {ov}) is "
+                                 f"not below {min(tile_h, tile_w) // 2}; use overlap='auto' or a smaller overlap")
             plan = _geometry(height, width, tile_h, tile_w, ov, alignment, blend)
             # denoise batches the tiles of one tile row (of every image): more would never be used
             batch = max(1, min(batch_size, (memory_budget - band) // tile_bytes, n_images * len(plan.col_origins)))
             return DenoisePlan(plan, int(batch), int(memory_budget), int(batch * tile_bytes + band), True,
                                overlap == "auto")
+    if overlap != "auto" and overlap > 0:
+        try:
+            fits = plan_auto(n_images, channels, height, width, overlap=0, memory_budget=memory_budget,
+                             batch_size=batch_size, bytes_per_pixel=bytes_per_pixel, alignment=alignment, blend=blend)
+        except ValueError:
+            fits = None
+        if fits is not None:  # the budget holds tiles, only not ones with room for this overlap
+            largest = max(fits.plan.tile_h, fits.plan.tile_w)
+            raise ValueError(f"overlap: {overlap} px needs tiles wider than {2 * overlap} px, but memory_budget "
+                             f"{memory_budget} bytes holds tiles of at most {largest} px; use overlap='auto', an "
+                             f"overlap below {largest // 2}, or a larger memory_budget")
     need = alignment * alignment * bytes_per_pixel + _band_bytes(n_images, channels, alignment, width)
     raise ValueError(f"memory_budget: {memory_budget} bytes is too small for one {alignment} x {alignment} tile of "
                      f"this model ({bytes_per_pixel} bytes per pixel of activations plus the output band need "
@@ -186,10 +201,12 @@ def choose_plan(n_images, channels, height, width, *, tile, overlap, memory_budg
     for name, value in (("tile", tile), ("overlap", overlap)):
         if isinstance(value, str) and value != "auto":
             raise ValueError(f"{name}: expected an int or 'auto', got {value!r}")
+    if tile != "auto":
+        _check_tile(tile, alignment)
+    if overlap != "auto":
+        _check_overlap(overlap)
     budget = default_memory_budget(device) if memory_budget is None else int(memory_budget)
     if tile == "auto":
-        if overlap != "auto":
-            _check_overlap(overlap)
         return plan_auto(n_images, channels, height, width, overlap=overlap, memory_budget=budget,
                          batch_size=batch_size, bytes_per_pixel=bytes_per_pixel, alignment=alignment, blend=blend)
     from .plan import make_plan
@@ -200,6 +217,14 @@ def choose_plan(n_images, channels, height, width, *, tile, overlap, memory_budg
     return DenoisePlan(plan, batch_size, 0 if memory_budget is None else budget,
                        batch_size * tile_bytes + _band_bytes(n_images, channels, plan.tile_h, width), False,
                        overlap == "auto")
+
+
+def _check_tile(tile, alignment):
+    if isinstance(tile, bool) or not isinstance(tile, int):
+        raise TypeError(f"tile: expected a positive int or 'auto', got {type(tile).__name__} ({tile!r})")
+    if tile < alignment or tile % alignment:
+        raise ValueError(f"tile: must be a positive multiple of the network's alignment {alignment} (or 'auto'), "
+                         f"got {tile}")
 
 
 def _check_overlap(overlap):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..conventions import precision_name
+from ..devices import check_device
 from ..tiling import tile_ops
 from .auto_plan import activation_bytes_per_pixel, choose_plan
 from .plan import source_rows, tile_row_rows
@@ -24,6 +25,7 @@ from ..value_range import InUnits, check_value_range, denoise_limit
 PRECISIONS = ("float32", "bfloat16")  # "bf16" is accepted too (conventions.precision_name)
 PROGRESS_MIN_TILES = 64  # progress=None shows a bar from this many tiles on, when stderr is a terminal
 _NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+_MODEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _TENSOR_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -100,6 +102,9 @@ def _check_model(model):
     parameter = next(model.parameters(), None)
     if parameter is None:
         return torch.device("cpu"), torch.float32
+    if parameter.dtype not in _MODEL_DTYPES:  # the tiles are gathered in the model's dtype
+        raise TypeError(f"model: its parameters are {parameter.dtype}; denoise runs float32, float16 or bfloat16 "
+                        "models (model.float(); precision='bfloat16' for bf16 autocast)")
     return parameter.device, parameter.dtype
 
 
@@ -136,7 +141,7 @@ def denoise_plan(model, image, *, tile="auto", overlap="auto", memory_budget=Non
     memory_budget=None reads the machine, and only its total memory)."""
     n_images, channels, height, width = _image_shape(image, batch_size)
     model_device, _ = _check_model(model)
-    device = _canonical(model_device if device is None else torch.device(device))
+    device = _canonical(check_device(device) or model_device)
     return choose_plan(n_images, channels, height, width, tile=tile, overlap=overlap, memory_budget=memory_budget,
                        batch_size=batch_size, alignment=getattr(model, "alignment", 32), blend=blend,
                        bytes_per_pixel=activation_bytes_per_pixel(model, channels), device=device)
@@ -200,7 +205,7 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     in_channels = getattr(model, "in_channels", channels)
     if in_channels != channels:
         raise ValueError(f"image: has {channels} channels, the model takes {in_channels}")
-    device = _canonical(model_device if device is None else torch.device(device))
+    device = _canonical(check_device(device) or model_device)
     destination = _destination(image, out)
     dest_view, _ = _as_nchw(destination, "out")
 

@@ -20,6 +20,9 @@ import torch
 
 from ..extras import MissingExtra, require
 
+_DENOISE_OPTIONS = ("tile", "overlap", "memory_budget", "batch_size", "blend", "precision", "device", "progress",
+                    "backend", "value_range")  # n2n_fast.denoise's, but out and axes
+_PLAN_OPTIONS = ("tile", "overlap", "memory_budget", "batch_size", "blend", "device")  # denoise_plan's
 AXES = "tczyx"  # the NGFF axis names this module accepts (any order, y and x required)
 _DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16, np.dtype(np.float16): torch.float16,
            np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -190,7 +193,9 @@ def is_zarr(path):
 
 
 def _check_target(source, target, overwrite):
-    target = Path(target)
+    from ..atomic_file import check_writable
+
+    target = check_writable(target, "out", folder=True)  # before anything is removed or written
     if target.resolve() == Path(source).resolve():
         raise ValueError(f"out: {str(target)!r} is the input; denoise never overwrites its input")
     if target.exists():
@@ -201,8 +206,6 @@ def _check_target(source, target, overwrite):
         import shutil
 
         shutil.rmtree(target)
-    if not target.parent.is_dir():
-        raise ValueError(f"out: the folder {str(target.parent)!r} does not exist")
     return target
 
 
@@ -220,10 +223,21 @@ def denoise_zarr(model, source, target, *, axes=None, overwrite=False, **options
         raise TypeError("denoise_zarr: source and target are paths of Zarr data")
     if "out" in options:
         raise TypeError("denoise_zarr: the output is `target`; out= is not accepted")
-    from .denoise import denoise
+    unknown = sorted(set(options) - set(_DENOISE_OPTIONS))
+    if unknown:
+        raise TypeError(f"denoise_zarr: unknown option(s) {', '.join(unknown)}; accepted: "
+                        f"{', '.join(_DENOISE_OPTIONS)}")
+    from ..devices import check_device
+    from .denoise import denoise, denoise_plan
 
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite: expected a bool, got {type(overwrite).__name__} {overwrite!r}")
+    check_device(options.get("device"))  # before the target is created
     array, names, ome = open_image(source, axes)
     image = ZarrImage(array, names)  # checks the dtype before anything is written
+    first = ZarrImage(array, names, plane=(0,) * len(image.stack))
+    # the tiling arguments, checked on one plane before an existing target is replaced or a new one created
+    denoise_plan(model, first, **{k: v for k, v in options.items() if k in _PLAN_OPTIONS})
     target = _check_target(source, target, overwrite)
     written = create_like(target, array, names, ome)
     try:

@@ -218,6 +218,16 @@ def validate(source):
     return description
 
 
+def _check_card(name, authors, license):
+    """The model card's fields, checked before the ONNX export runs (the validator would refuse them after it)."""
+    for field, value in (("name", name), ("license", license)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise TypeError(f"{field}: expected a non-empty string, got {value!r}")
+    if authors is not None and (isinstance(authors, (str, dict)) or not isinstance(authors, (list, tuple))
+                                or not all(isinstance(a, (str, dict)) for a in authors)):
+        raise TypeError(f"authors: expected a list of names or of dicts with a 'name', got {authors!r}")
+
+
 def write_package(net, state, path, *, name=None, authors=None, license="CC-BY-4.0", input_dtype=None,
                   test_image=None):
     """Write the bioimage.io package zip of `net` (a CPU UNet; `state` its checkpoint dict or None) to `path`.
@@ -227,6 +237,7 @@ def write_package(net, state, path, *, name=None, authors=None, license="CC-BY-4
       weights' license; input_dtype: "uint8", "uint16" or "float32" (default: the training data's dtype);
       test_image: numpy (H, W) or (H, W, C) of that dtype, at least MIN_SIZE² (default: a synthetic noisy pattern).
     """
+    _check_card(name, authors, license)
     require("export", "export(format='bioimageio')", "onnx", "onnxscript", "onnxruntime", "bioimageio.spec")
     dtype = _input_dtype(input_dtype, state)
     test_input = _test_image(test_image, net.in_channels, dtype)

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import torch
 
-from ..atomic_file import atomic_path
+from ..atomic_file import atomic_path, check_writable
 from ..extras import require
 from .onnx_model import ONNX_MODULES, write_onnx
 from ..unet import UNet
 
 FORMATS = {"onnx": ".onnx", "bioimageio": ".zip"}  # format -> the file suffix it writes
+PACKAGE_OPTIONS = ("name", "authors", "license", "input_dtype", "test_image")  # bioimageio.write_package's
 
 
 def resolve(model_or_checkpoint, name="model_or_checkpoint"):
@@ -47,11 +48,11 @@ def check_destination(path, format, overwrite):
         raise ValueError(f"path: a {format} export is written to a {FORMATS[format]} file, got {str(path)!r}")
     if path.is_dir():
         raise ValueError(f"path: {str(path)!r} is a folder; give the file to write")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite: expected a bool, got {type(overwrite).__name__} {overwrite!r}")
     if path.exists() and not overwrite:
         raise ValueError(f"path: {str(path)!r} exists; pass overwrite=True (--overwrite) to replace it")
-    if not path.parent.is_dir():
-        raise ValueError(f"path: the folder {str(path.parent)!r} does not exist")
-    return path, format
+    return check_writable(path), format
 
 
 def export(model_or_checkpoint, path, format=None, *, overwrite=False, **package):
@@ -69,6 +70,10 @@ def export(model_or_checkpoint, path, format=None, *, overwrite=False, **package
     path, format = check_destination(path, format, overwrite)
     if format == "onnx" and package:
         raise TypeError(f"export: {', '.join(sorted(package))} only apply to format='bioimageio'")
+    unknown = sorted(set(package) - set(PACKAGE_OPTIONS))
+    if unknown:
+        raise TypeError(f"export: unknown option(s) {', '.join(unknown)}; the bioimage.io package takes "
+                        f"{', '.join(PACKAGE_OPTIONS)}")
     net, state = resolve(model_or_checkpoint)
     if format == "onnx":
         require("export", "export(format='onnx')", *ONNX_MODULES)

@@ -9,6 +9,7 @@ width. In eager mode it equals `UNet.forward` bitwise (the padding gathers the s
 """
 import contextlib
 import io
+import logging
 
 import numpy as np
 import torch
@@ -58,13 +59,33 @@ class AlignedUNet(nn.Module):
         return self.net.to_data_units(self.net._core(x)[..., :height, :width])
 
 
+class _TorchvisionNotes(logging.Filter):
+    """Drops the exporter's "torchvision is not installed. Skipping torchvision::nms" records: it looks up the
+    ONNX translations of torchvision's ops on every export, whether or not the model uses any (the U-Net does not),
+    and logs one warning per op when torchvision is missing. Every other record passes."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("torchvision is not installed")
+
+
+@contextlib.contextmanager
+def _without_torchvision_notes():
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    notes = _TorchvisionNotes()
+    logger.addFilter(notes)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notes)
+
+
 def write_onnx(net, path):
     """Export `net` (a CPU UNet) to the ONNX file `path` (weights inside, dynamic batch/height/width), check it
     with onnx.checker and onnxruntime, and return its opset version."""
     onnx, _, _ = require("export", "export(format='onnx')", *ONNX_MODULES)
     example = torch.rand(1, net.in_channels, _EXAMPLE_SIZE, _EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+    with contextlib.redirect_stdout(io.StringIO()), _without_torchvision_notes():  # the exporter prints progress
         torch.onnx.export(AlignedUNet(net).eval(), (example,), str(path), dynamo=True, external_data=False,
                           opset_version=ONNX_OPSET, dynamic_shapes={"x": dims}, input_names=[ONNX_INPUT],
                           output_names=[ONNX_OUTPUT])

@@ -1,11 +1,13 @@
 """train()'s argument checks: everything a user passes is checked here, before anything is loaded or written."""
 import importlib.util
 import math
+import os
 
 from ..conventions import LOSS_KINDS as LOSSES
 from ..conventions import TRAIN_TARGETS as TARGETS
 from ..conventions import precision_name
 from ..devices import check_device
+from ..extras import MissingExtra, require
 from .normalisation import check_normalisation
 
 
@@ -56,6 +58,8 @@ def check_arguments(a):
         raise ValueError(f"crop: Neighbor2Neighbor splits 2x2 cells, so crop must be even, got {a['crop']}")
     if a["out_dir"] is None:
         raise ValueError("out_dir: required (checkpoints and history go there)")
+    if not isinstance(a["out_dir"], (str, os.PathLike)):
+        raise TypeError(f"out_dir: expected a folder path, got {type(a['out_dir']).__name__} {a['out_dir']!r}")
     val = a["val"]
     if val is not None and a["noise"] is None and not (isinstance(val, tuple) and len(val) == 2):
         raise ValueError("val: without a noise model, give val=(noisy, clean)")
@@ -66,11 +70,14 @@ def plot_wanted(plot):
     """Whether to write history.png: None means when matplotlib is installed (an optional extra)."""
     if plot is not None and not isinstance(plot, bool):
         raise TypeError(f"plot: expected None (when matplotlib is installed) or a bool, got {plot!r}")
+    if plot:  # asked for: import it now, so a missing or broken matplotlib fails before training, not after
+        try:
+            require("plot", "train(plot=True)", "matplotlib")
+        except MissingExtra as exc:
+            raise ValueError(f"plot: {exc}; plot=None skips the figure when matplotlib is missing") from exc
+        return True
     try:
         installed = importlib.util.find_spec("matplotlib") is not None
     except (ImportError, ValueError):  # a broken or blocked installation counts as missing
         installed = False
-    if plot and not installed:
-        raise ValueError("plot: True needs matplotlib, which is not installed (pip install 'n2n_fast[plot]' or "
-                         "matplotlib); plot=None skips the figure when it is missing")
     return installed if plot is None else plot

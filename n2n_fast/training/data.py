@@ -60,8 +60,11 @@ def _as_image(array, where, value_range=None, any_units=False):
 
 
 def _read(path, where, axes, value_range=None, any_units=False):
-    """The 2-D images of one file (one, or each slice of a Z/T stack) as compact (H, W, C) arrays."""
-    from ..io import read_stack
+    """[(image, label)]: the 2-D images of one file (one, or each slice of a Z/T stack) as compact (H, W, C) arrays,
+    each with the label its errors name. An alpha channel is refused (docs/data.md): noise and loss would treat it
+    as a colour, training a network that then takes RGBA only, and the colours under transparent pixels are
+    arbitrary, so neither keeping it nor dropping it in silence is right; dropping it is one conversion away."""
+    from ..io import has_alpha, read_stack
 
     try:
         stack, _, _ = read_stack(path, axes, keep_integers=True)  # uint8/uint16 stay compact in the store
@@ -69,37 +72,52 @@ def _read(path, where, axes, value_range=None, any_units=False):
         raise ValueError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise ValueError(f"{where}: cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from exc
-    return [_as_image(image, f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else ""), value_range,
-                      any_units) for z, image in enumerate(stack)]
+    if has_alpha(path, stack.shape[-1]):
+        kind = "grey + alpha" if stack.shape[-1] == 2 else "RGBA"
+        raise ValueError(f"{where}: {str(path)!r} is {kind}; training takes grey or colour images without alpha. "
+                         f"Drop the alpha channel first (e.g. PIL: Image.open(p).convert("
+                         f"{'L' if stack.shape[-1] == 2 else 'RGB'!r}).save(p)), or pass the pixels as arrays")
+    labels = [f"{where} ({path})" + (f" slice {z}" if len(stack) > 1 else "") for z in range(len(stack))]
+    return [(_as_image(image, label, value_range, any_units), label) for image, label in zip(stack, labels)]
 
 
 def _array_images(array, where, axes, value_range=None, any_units=False):
+    """[(image, label)] of an array: one image, or the images of a stack."""
     if axes is None and array.ndim == 4:  # an (N, H, W, C) stack, as before axes existed
-        return [_as_image(image, f"{where}[{i}]", value_range, any_units) for i, image in enumerate(array)]
+        return [(_as_image(image, f"{where}[{i}]", value_range, any_units), f"{where}[{i}]")
+                for i, image in enumerate(array)]
     if axes is None:  # (H, W) or (H, W, C) with C <= 4; a (4, 256, 256) array must say what it is
         if array.ndim == 3:
             infer_axes(array.shape, name=where)
-        return [_as_image(array, where, value_range, any_units)]
+        return [(_as_image(array, where, value_range, any_units), where)]
     stack = to_stack(array, check_axes(axes, array.shape))
-    return [_as_image(image, f"{where}[{i}]" if len(stack) > 1 else where, value_range, any_units)
-            for i, image in enumerate(stack)]
+    labels = [f"{where}[{i}]" if len(stack) > 1 else where for i in range(len(stack))]
+    return [(_as_image(image, label, value_range, any_units), label) for image, label in zip(stack, labels)]
 
 
-def load_images(source, name, axes=None, value_range=None, any_units=False):
+def load_images(source, name, axes=None, value_range=None, labels=None, any_units=False):
     """A list of (H, W, C) arrays from a folder, an image path, a list of paths/arrays, or an array. Z/T stacks
     (axes such as "ZYX", n2n_fast/axes.py) become one 2-D image per slice.
 
     An array without axes is one image when 2-D (H, W) or 3-D (H, W, C), a stack when 4-D (N, H, W, C).
-    value_range: the stated range of float images, checked (n2n_fast/value_range.py); any_units: floats of an
-    unstated range are taken as they are (no [0, 1] check)."""
+    value_range: the stated range of float images, checked (n2n_fast/value_range.py).
+    labels: a list that receives, per image, the name its errors use (e.g. "data[3] (folder/c.png)");
+    any_units: floats of an unstated range are taken as they are (no [0, 1] check)."""
+    loaded = _load(source, name, axes, value_range, any_units)
+    if labels is not None:
+        labels.extend(label for _, label in loaded)
+    return [image for image, _ in loaded]
+
+
+def _load(source, name, axes, value_range, any_units):
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise ValueError(f"{name}: folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            return [image for i, p in enumerate(files)
-                    for image in _read(p, f"{name}[{i}]", axes, value_range, any_units)]
+            return [item for i, p in enumerate(files)
+                    for item in _read(p, f"{name}[{i}]", axes, value_range, any_units)]
         if not path.exists():
             raise ValueError(f"{name}: {str(path)!r} does not exist")
         return _read(path, name, axes, value_range, any_units)
@@ -108,23 +126,29 @@ def load_images(source, name, axes=None, value_range=None, any_units=False):
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError(f"{name}: empty list of images")
-        return [image for i, item in enumerate(source)
-                for image in (_read(item, f"{name}[{i}]", axes, value_range, any_units)
+        return [entry for i, item in enumerate(source)
+                for entry in (_read(item, f"{name}[{i}]", axes, value_range, any_units)
                               if isinstance(item, (str, os.PathLike))
                               else _array_images(item, f"{name}[{i}]", axes, value_range, any_units))]
     raise TypeError(f"{name}: expected a folder, an image path, a list of paths or arrays, or a numpy array; "
                     f"got {type(source).__name__}")
 
 
-def check_images(images, name, crop=None):
-    """Same channel count everywhere, and every image at least crop x crop."""
-    channels = {image.shape[2] for image in images}
-    if len(channels) != 1:
-        raise ValueError(f"{name}: images must all have the same number of channels, got {sorted(channels)}")
+def check_images(images, name, crop=None, labels=None):
+    """Same channel count everywhere, and every image at least crop x crop. labels (from load_images) name the
+    images in errors; without them, name[i]."""
+    labels = labels or [f"{name}[{i}]" for i in range(len(images))]
+    channels = [image.shape[2] for image in images]
+    if len(set(channels)) != 1:
+        common = max(set(channels), key=channels.count)  # the odd ones out are the images to name
+        odd = [f"{label} has {c}" for label, c in zip(labels, channels) if c != common]
+        raise ValueError(f"{name}: images must all have the same number of channels; most have {common}, but "
+                         f"{'; '.join(odd[:3])}{f' (and {len(odd) - 3} more)' if len(odd) > 3 else ''}. Convert "
+                         "those (e.g. grey to RGB) or leave them out")
     if crop is not None:
-        for i, image in enumerate(images):
+        for label, image in zip(labels, images):
             if min(image.shape[:2]) < crop:
-                raise ValueError(f"{name}[{i}]: image of {image.shape[0]}x{image.shape[1]} is smaller than the "
+                raise ValueError(f"{label}: image of {image.shape[0]}x{image.shape[1]} is smaller than the "
                                  f"crop {crop}x{crop}; use a smaller crop= or larger images")
 
 
@@ -138,7 +162,8 @@ def training_stores(data, pairs, crop, device, axes=None, value_range=None, any_
     if pairs is not None:
         if not isinstance(pairs, (tuple, list)) or len(pairs) < 2:
             raise ValueError(f"pairs: expected a tuple of >= 2 aligned sources, got {type(pairs).__name__}")
-        realisations = [load_images(source, f"pairs[{k}]", axes, value_range, any_units)
+        labels = []
+        realisations = [load_images(source, f"pairs[{k}]", axes, value_range, labels if k == 0 else None, any_units)
                         for k, source in enumerate(pairs)]
         first = [i.shape for i in realisations[0]]
         for k, images in enumerate(realisations[1:], 1):
@@ -151,8 +176,9 @@ def training_stores(data, pairs, crop, device, axes=None, value_range=None, any_
                 raise ValueError(f"pairs[{k}]: the same images as pairs[0]; Noise2Noise needs two independent noisy "
                                  "realisations of each scene (identical pairs teach the identity map)")
     else:
-        realisations = [load_images(data, "data", axes, value_range, any_units)]
-    check_images(realisations[0], "pairs[0]" if pairs is not None else "data", crop)
+        labels = []
+        realisations = [load_images(data, "data", axes, value_range, labels, any_units)]
+    check_images(realisations[0], "pairs[0]" if pairs is not None else "data", crop, labels)
     return [ImageStore(images, device) for images in realisations], realisations
 
 
@@ -164,13 +190,14 @@ def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=
     from ..noise import add_noise
 
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
-    clean_images = load_images(val_clean, "val", axes, value_range, any_units)
-    check_images(clean_images, "val")
+    labels = []
+    clean_images = load_images(val_clean, "val", axes, value_range, labels, any_units)
+    check_images(clean_images, "val", labels=labels)
     if clean_images[0].shape[2] != channels:
         raise ValueError(f"val: images have {clean_images[0].shape[2]} channels, the training data {channels}")
     clean_store = ImageStore(clean_images, device)
     noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes, value_range,
-                                                                        any_units), device)
+                                                                        any_units=any_units), device)
     if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
         raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
     fixed = None if noise is None else validation_noise(noise)
@@ -189,6 +216,18 @@ def validation_noise(noise):
     values = [getattr(noise, spec.name) for spec in dataclasses.fields(noise)]
     middle = [(v[0] + v[1]) / 2 if isinstance(v, (tuple, list)) else v for v in values]
     return type(noise)(*middle)
+
+
+def _tensor(array):
+    """torch.from_numpy, also of a read-only array (a user's, e.g. np.frombuffer) without torch's warning about
+    writes through the tensor: the store only ever reads its images (files are decoded into writable arrays)."""
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(array)
 
 
 class ImageStore:
@@ -210,7 +249,7 @@ class ImageStore:
                 self.images.append(image)  # (H, W, C), read per crop
                 continue
             # uint16 has no arithmetic on every device in torch; int32 keeps it exact (cast back on the device)
-            tensor = torch.from_numpy(image.astype(np.int32) if image.dtype == np.uint16 else image)
+            tensor = _tensor(image.astype(np.int32) if image.dtype == np.uint16 else image)
             tensor = tensor.permute(2, 0, 1).contiguous()
             self.images.append(tensor.to(self.device) if on_device else tensor.pin_memory())
 

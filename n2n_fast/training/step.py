@@ -197,6 +197,8 @@ def step_body(run, step):
     """The step after its learning rate and run.step_t are set: what a CUDA graph captures (graph_step.py)."""
     # the annealed exponent from the device step (read by the loss kernels): a replayed graph anneals it too
     extra = {"gamma": schedule.l0_gamma_on_device(run.step_t, run.steps)} if run.loss == "l0" else {}
+    if run.loss == "hdr":  # no range scan of pred: it would sync the host every step (and break graph capture)
+        extra = {"check_range": False}
     index = run.rank * run.batch_size  # global index of this rank's first sample in the step
     picks = run.picks(step, index)
     run.optimizer.zero_grad(set_to_none=run.graphed is None and not run.capturing)

@@ -124,11 +124,23 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     if rank == 0 and history:
         history_files.write(history, out_dir)
         if plot:
-            history_files.plot(history, out_dir / "history.png")
+            _plot(history, out_dir / "history.png")
     if started:
         dist.destroy_process_group()
     best = out_dir / "best.pt"
     return TrainResult(run.net.eval(), history, str(out_dir / "last.pt"), str(best) if best_psnr is not None else None)
+
+
+def _plot(history, path):
+    """history.png; a matplotlib that fails to import only now (found, but broken) costs the figure, never the end
+    of the run: the checkpoints and history files are written already."""
+    try:
+        history_files.plot(history, path)
+    except ImportError as exc:
+        import warnings
+
+        warnings.warn(f"plot: history.png not written: matplotlib does not import ({exc}); install it with pip "
+                      "install 'n2n_fast[plot]'. The run itself is complete.", RuntimeWarning, stacklevel=3)
 
 
 def _distributed(device):
