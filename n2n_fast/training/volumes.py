@@ -1,15 +1,13 @@
-"""Training data for train(..., dims=3): volumes loaded whole, 3-D crops picked and cut on the host (docs/volumes.md §3).
+"""Training data for train(..., dims=3): whole volumes, 3-D crops picked and cut on the host (docs/volumes.md §4).
 
 A source whose axes hold Z (ZYX, ZYXC, CZYX, ...; MRC files are ZYX) is one volume (D, H, W, C), not a stack of
 2-D images; a source without Z is refused. Crops: an int c is a c x c x c cube, a tuple (depth, height, width)
 states each extent (height == width: quarter turns in the YX plane must keep the crop's shape).
 
-Random layout: the 2-D purpose SAMPLE (n2n_fast/training/data.py) gives the volume, the crop's row and column and
-the YX bits (bit 0 x flip, bits 1-2 quarter turns in YX: with them, y flips too), exactly as in 2-D; purpose DEPTH
-(3) adds the z choices:
-  purpose DEPTH (3): c0 = global sample index, c1 = 0, c2 = step, c3 = 3 ->
-                     word 0: the crop's first slice; word 1 bit 0: z flip.
-So every axis is flipped, and quarter turns stay in the YX plane (z voxels are often longer than y-x ones).
+Random layout (n2n_fast/training/data.py, where every purpose is listed): SAMPLE gives the volume, the crop's
+row and column and the YX bits (bit 0 x flip, bits 1-2 quarter turns in YX, which with the x flip give y flips)
+exactly as for images; DEPTH (3) adds the first slice and the z flip. So every axis is flipped, and quarter turns
+stay in the YX plane (z voxels are often longer than y-x ones, docs/volumes.md §4).
 """
 import os
 from pathlib import Path
@@ -31,7 +29,7 @@ def check_crop(crop):
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in extents)):
         raise ValueError(f"crop: with dims=3 expected an int c (a c x c x c cube) or (depth, height, width) of "
                          f"positive ints, got {crop!r}")
-    depth, height, width = extents
+    _, height, width = extents
     if height != width or height < 2:
         raise ValueError(f"crop: height and width must be equal and >= 2 (quarter turns in the YX plane keep the "
                          f"crop's shape), got (depth, height, width) = {tuple(extents)}")
@@ -209,7 +207,7 @@ def validation_volumes(val, noise, channels, device, seed, axes=None, value_rang
     from .data import validation_noise
 
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
-    clean, _, wheres = load_volumes(val_clean, "val", axes, value_range, any_units)
+    clean, _, _ = load_volumes(val_clean, "val", axes, value_range, any_units)
     if clean[0].shape[3] != channels:
         raise ValueError(f"val: volumes have {clean[0].shape[3]} channels, the training data {channels}")
     clean_store = VolumeStore(clean, device)

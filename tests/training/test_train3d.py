@@ -105,7 +105,7 @@ def test_cube_crop_and_mrc_pairs_set_z_pools_from_voxel_size(tmp_path):
 
 
 def test_bad_volume_input(tmp_path, volume):
-    run = lambda **kw: n2n_fast.train(out_dir=tmp_path / "r", **{**TINY3, **kw})  # noqa: E731
+    run = lambda **kw: n2n_fast.train(out_dir=tmp_path / "r", **{**TINY3, **kw})  # noqa: E731 (a one-line helper)
     with pytest.raises(ValueError, match=r"data: volume of 8x32x32 .* smaller than the crop 9x16x16"):
         run(data=volume, noise=Gaussian(0.1), axes="ZYX", crop=(9, 16, 16))
     with pytest.raises(ValueError, match="data: dims=3 trains on volumes, whose axes hold Z, but its axes are 'TYX'"):
@@ -145,3 +145,12 @@ def test_graph_capture_refuses_volumes():
 
     run = SimpleNamespace(dims=3, device_crops=None)
     assert graph_step.refusal(run, torch.device("cuda"), 1, False) == "3-D crops are cut on the host for now"
+
+
+def test_uint16_channels_first_volumes_and_a_cube_crop(tmp_path):
+    volume = np.random.default_rng(3).integers(0, 65535, (2, 6, 20, 20), dtype=np.uint16)  # CZYX, two channels
+    result = n2n_fast.train(data=volume, axes="CZYX", noise=Gaussian(0.1), targets="clean", out_dir=tmp_path,
+                            **{**TINY3, "crop": 6, "steps": 2})
+    assert result.model.in_channels == 2 and result.model.z_pools == 2  # depth 6 -> floor(log2 6)
+    out = n2n_fast.denoise(result.model, volume, axes="CZYX")
+    assert out.dtype == np.uint16 and out.shape == volume.shape
