@@ -154,3 +154,10 @@ def test_uint16_channels_first_volumes_and_a_cube_crop(tmp_path):
     assert result.model.in_channels == 2 and result.model.z_pools == 2  # depth 6 -> floor(log2 6)
     out = n2n_fast.denoise(result.model, volume, axes="CZYX")
     assert out.dtype == np.uint16 and out.shape == volume.shape
+
+
+def test_real_pairs_validate_on_given_noisy_and_clean_volumes(tmp_path, volume):
+    noisy = np.clip(volume + 0.05, 0, 1).astype(np.float32)
+    result = n2n_fast.train(pairs=(volume, np.ascontiguousarray(volume[::-1])), val=(noisy, volume), axes="ZYX",
+                            out_dir=tmp_path, **TINY3)
+    assert np.isfinite(result.history[-1]["val_psnr"]) and result.best_checkpoint is not None
