@@ -187,6 +187,10 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
         from .volume import denoise_volume
 
         return denoise_volume(model, image, axes, precision=precision, device=device, value_range=value_range)
+    if isinstance(image, torch.Tensor) and image.dim() == 5:
+        from .volume import refuse_volume_batch
+
+        refuse_volume_batch(image)
     if axes is not None:
         return denoise_stack(model, image, axes, tile=tile, overlap=overlap, memory_budget=memory_budget,
                              batch_size=batch_size, blend=blend, precision=precision, device=device,

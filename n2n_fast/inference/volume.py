@@ -86,3 +86,11 @@ def denoise_volume_files(model, jobs, *, axes=None, value_range=None, precision=
         written.append((source, target))
         log(f"{source} -> {target} (a {layout} volume of {stack.shape[0]} slices, denoised whole)")
     return written
+
+
+def refuse_volume_batch(image):
+    """A 2-D network given a (N, C, D, H, W) tensor: say what to pass instead of a shape error."""
+    if isinstance(image, torch.Tensor) and image.dim() == 5:
+        raise ValueError(f"image: a tensor of shape {tuple(image.shape)} is a batch of volumes (N, C, D, H, W) but "
+                         "the model is a 2-D network (UNet dims=2); denoise a numpy volume slice by slice with "
+                         "axes='ZYX', or train a 3-D network (train(..., dims=3)) for volumes")

@@ -53,6 +53,12 @@ def test_refusals_say_what_to_pass(net3d):
         n2n_fast.denoise(net3d, np.full((3, 16, 16), 100, np.float32), axes="ZYX")
 
 
+def test_a_2d_network_given_a_batch_of_volumes_says_what_to_pass():
+    net = n2n_fast.UNet(1, features=4).eval()
+    with pytest.raises(ValueError, match=r"batch of volumes .* 2-D network .*axes='ZYX'.*dims=3"):
+        n2n_fast.denoise(net, torch.zeros(1, 1, 4, 16, 16))
+
+
 def test_mrc_volume_files_keep_voxel_size(tmp_path, net3d):
     grid = VoxelGrid(voxel_size=(4.0, 2.0, 2.0), origin=(1.0, 2.0, 3.0))
     volume = np.random.default_rng(2).random((3, 16, 16)).astype(np.float32)
