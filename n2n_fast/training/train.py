@@ -94,14 +94,7 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     rank, world, device, started = _distributed(device)
     # floats of any units train where no synthetic noise level depends on their units (docs/normalisation.md)
     any_units = noise is None and value_range is None
-    z_pools = None
-    if dims == 3:  # volumes: loaded whole, crops cut on the host (n2n_fast/training/volumes.py)
-        crop = volumes.check_crop(crop)
-        stores, realisations, ratio = volumes.volume_stores(data, pairs, crop, device, axes, value_range, any_units)
-        z_pools = z_pool_levels(crop[0], ratio)
-    else:
-        stores, realisations = training_data.training_stores(data, pairs, crop, device, axes, value_range,
-                                                             any_units)
+    stores, realisations, crop, z_pools = _stores(dims, data, pairs, crop, device, axes, value_range, any_units)
     images = realisations[0]
     channels = images[0].shape[-1]
     data_map = choose_map(normalisation, realisations, describe_source("pairs", pairs) if pairs is not None
@@ -144,6 +137,19 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
         dist.destroy_process_group()
     best = out_dir / "best.pt"
     return TrainResult(run.net.eval(), history, str(out_dir / "last.pt"), str(best) if best_psnr is not None else None)
+
+
+def _stores(dims, data, pairs, crop, device, axes, value_range, any_units):
+    """(stores, realisations, crop, z_pools): the training data loaded as images, or for dims=3 as whole volumes
+    with the crop as (depth, height, width) and the z-pooling levels it and the voxel sizes allow
+    (n2n_fast/training/volumes.py); z_pools None for images."""
+    if dims == 2:
+        stores, realisations = training_data.training_stores(data, pairs, crop, device, axes, value_range,
+                                                             any_units)
+        return stores, realisations, crop, None
+    crop = volumes.check_crop(crop)
+    stores, realisations, ratio = volumes.volume_stores(data, pairs, crop, device, axes, value_range, any_units)
+    return stores, realisations, crop, z_pool_levels(crop[0], ratio)
 
 
 def _distributed(device):
