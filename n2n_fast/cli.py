@@ -101,6 +101,15 @@ def _auto_or_int(text):
     return "auto" if text == "auto" else int(text)
 
 
+def _crop(text):
+    """--crop: N, or DEPTH,HEIGHT,WIDTH for volumes (train checks the values)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or DEPTH,HEIGHT,WIDTH (e.g. 8,64,64), got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _bytes(text):
     """'1073741824', '512M', '2G', '1.5GiB' -> bytes (binary units)."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -259,7 +268,11 @@ def _add_train_parser(sub):
             help="l2 (mean: zero-mean noise), l1 (median), l0 (annealed: mode, impulse noise), hdr")
     _option(p, train, "--steps", type=int, help="optimizer steps")
     _option(p, train, "--batch-size", type=int, help="per process (rank)")
-    _option(p, train, "--crop", type=int, help="side of the square training crops")
+    _option(p, train, "--crop", type=_crop, help="side of the square training crops; with --dims 3 a cube's side "
+                                                 "or DEPTH,HEIGHT,WIDTH (e.g. 8,64,64)")
+    _option(p, train, "--dims", type=int, choices=(2, 3),
+            help="2: images (Z/T stacks as 2-D slices); 3: volumes (files whose axes hold Z, MRC: ZYX), a 3-D U-Net "
+                 "(docs/volumes.md); --pairs then takes files too (even.mrc odd.mrc)")
     _option(p, train, "--lr", type=float, help="Adam learning rate")
     _option(p, train, "--seed", type=int, help="seeds the network, the crops and the noise")
     _option(p, train, "--features", type=int, help="U-Net width (48 in the paper)")

@@ -381,3 +381,21 @@ def test_every_compiled_specialisation_spills_nothing(dry_run):
                 f"stores, {report.spill_loads} B loads" for (name, arch, kernel), report in zip(compiled, reports)
                 if report.spill_stores or report.spill_loads]
     assert not spilling, "\n".join(spilling)
+
+
+TRAIN3D_MODES = [("n2n", dict(noise=n2n_fast.Gaussian((0.0, 0.2)))), ("n2n", dict(noise=n2n_fast.Poisson(30.0))),
+                 ("n2c", dict(noise=n2n_fast.Gaussian(0.1), targets="clean", loss="l1")), ("pairs", {})]
+
+
+@pytest.mark.parametrize("mode,kwargs", TRAIN3D_MODES, ids=["n2n-gaussian", "n2n-poisson", "n2c-l1", "pairs"])
+def test_train_volumes_every_mode(dry_run, tmp_path, mode, kwargs):
+    """train(dims=3): 5-D batches through the Triton noise and loss kernels (Triton's real binder and typing
+    rules); crops are cut on the host for volumes, so no crop kernel is launched."""
+    volume = torch.randint(0, 256, (6, 20, 20), dtype=torch.uint8).numpy()
+    source = dict(pairs=(volume, volume[:, ::-1].copy())) if mode == "pairs" else dict(data=volume)
+    with dry_run.recording() as made:
+        n2n_fast.train(**source, **kwargs, axes="ZYX", dims=3, steps=2, batch_size=2, crop=(4, 16, 16), features=4,
+                       precision="float32", out_dir=tmp_path, progress=False, plot=False, log_every=1)
+    kernels = set(_kernels(made))
+    assert TRAIN_KERNELS[mode] - {"_training_crops_kernel"} <= kernels, f"{mode}: launched {sorted(kernels)}"
+    assert "_training_crops_kernel" not in kernels

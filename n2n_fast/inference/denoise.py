@@ -186,7 +186,16 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     backend: force "extension" or "reference" for the tiling ops.
     axes: the layout of a numpy `image` ("ZYX", "TYXC", ...: Z/T stacks are denoised slice by slice).
     Returns `out` (or a new array/tensor of the same kind, layout and dtype as `image`). The input is never
-    modified."""
+    modified. A 3-D network (UNet dims=3) denoises a numpy volume given with axes= ("ZYX", "ZYXC", ...)
+    whole (n2n_fast/inference/volume.py)."""
+    if getattr(model, "dims", 2) == 3:
+        from .volume import denoise_volume
+
+        return denoise_volume(model, image, axes, precision=precision, device=device, value_range=value_range)
+    if isinstance(image, torch.Tensor) and image.dim() == 5:
+        from .volume import refuse_volume_batch
+
+        refuse_volume_batch(image)
     if axes is not None:
         return denoise_stack(model, image, axes, tile=tile, overlap=overlap, memory_budget=memory_budget,
                              batch_size=batch_size, blend=blend, precision=precision, device=device,

@@ -31,10 +31,12 @@ def check_arguments(a):
         if a[name] not in accepted:
             raise ValueError(f"{name}: expected one of {accepted}, got {a[name]!r}")
     precision = precision_name(a["precision"])
+    check_dims(a)
     for name, kind, low in (("steps", int, 1), ("batch_size", int, 1), ("crop", int, 2), ("lr", float, 0),
                             ("seed", int, 0), ("features", int, 1), ("rampdown", float, 0),
                             ("neighbor_weight", float, 0), ("log_every", int, 1), ("checkpoint_every", int, 1)):
-        check_value(name, a[name], kind, low)
+        if not (name == "crop" and a["dims"] == 3):  # a 3-D crop is checked by volumes.check_crop
+            check_value(name, a[name], kind, low)
     if a["features"] > 1024:  # 10**5 would allocate hundreds of GB after the data loaded
         raise ValueError(f"features: expected at most 1024 (the paper uses 48), got {a['features']}")
     check_device(a["device"])
@@ -64,6 +66,23 @@ def check_arguments(a):
     if val is not None and a["noise"] is None and not (isinstance(val, tuple) and len(val) == 2):
         raise ValueError("val: without a noise model, give val=(noisy, clean)")
     return precision
+
+
+def check_dims(a):
+    """dims: 2 (images) or 3 (volumes, docs/volumes.md §3), and what a 3-D run cannot do, with why."""
+    dims = a["dims"]
+    if isinstance(dims, bool) or dims not in (2, 3):
+        raise ValueError(f"dims: expected 2 (images) or 3 (volumes), got {dims!r}")
+    if dims == 2:
+        return
+    from .volumes import check_crop
+
+    check_crop(a["crop"])
+    if a["targets"] == "neighbor":
+        raise ValueError("targets: Neighbor2Neighbor is 2-D only (its sub-sampler picks neighbours inside 2x2 "
+                         "pixel cells); with dims=3 use targets='noisy' or 'clean', or pairs= (even/odd halves)")
+    if a["channels_last"]:
+        raise ValueError("channels_last: a memory format of 4-D tensors; dims=3 batches are 5-D (pass None)")
 
 
 def plot_wanted(plot):

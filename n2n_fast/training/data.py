@@ -8,6 +8,9 @@ counter (c0, c1, c2, c3):
   purpose PAIR     (1): c0 = global sample index, c1 = 0, c2 = step, c3 = 1 -> word 0: which two realisations;
   purpose NEIGHBOR (2): c0 = cell position y * (W/2) + x, c1 = global sample index, c2 = step, c3 = 2 ->
                         word 0: which ordered pair of neighbouring pixels of the 2x2 cell (Neighbor2Neighbor).
+  purpose DEPTH    (3): c0 = global sample index, c1 = 0, c2 = step, c3 = 3 -> volumes only (train(dims=3),
+                        n2n_fast/training/volumes.py), on top of SAMPLE's words read as for images:
+                        word 0: the crop's first slice, word 1 bit 0: z flip.
 A choice among n is `word % n`: the bias is below n / 2**32, far under anything training can notice.
 The global sample index of sample i of rank r at any step is r * batch_size + i, so a sample's crop and noise do
 not depend on how the batch is split across ranks.

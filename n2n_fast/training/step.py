@@ -15,7 +15,7 @@ from ..crops import DeviceCrops
 from ..noise import add_noise
 from ..unet import UNet
 from . import data as training_data
-from . import graph_step, schedule
+from . import graph_step, schedule, volumes
 from .normalisation import loss_exponent
 
 BETAS, EPS = (0.9, 0.99), 1e-8  # the paper's Adam settings
@@ -34,12 +34,12 @@ def autocast_dtype(precision, device):
     return None
 
 
-def new_network(channels, features, seed, normalisation=None):
+def new_network(channels, features, seed, normalisation=None, dims=2, z_pools=None):
     """The U-Net train() starts from: He initialisation drawn from `seed`, on the CPU, carrying the training data's
-    map (n2n_fast/training/normalisation.py) when there is one."""
+    map (n2n_fast/training/normalisation.py) when there is one; dims=3 with `z_pools` (docs/volumes.md §1)."""
     with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG alone
         torch.manual_seed(seed)
-        return UNet(channels, features=features, normalisation=normalisation)
+        return UNet(channels, features=features, normalisation=normalisation, dims=dims, z_pools=z_pools)
 
 
 @dataclass
@@ -69,12 +69,14 @@ class Run:
     device_crops: list = None  # DeviceCrops per store, or None when a store is not resident (memmaps)
     graphed: object = None  # a graph_step.GraphedStep once the step is captured
     capturing: bool = False  # warming up or capturing: gradients are zeroed in place, never freed
+    dims: int = 2  # 3: volume crops, picked and cut on the host (n2n_fast/training/volumes.py)
 
     def __post_init__(self):
         device = self.stores[0].device
         self.step_t = torch.zeros((), dtype=torch.int64, device=device)
         self.one = torch.ones((), dtype=torch.float32, device=device)  # not a ones_like (a launch) at every step
-        usable = all(DeviceCrops.usable(store) for store in self.stores)
+        # volumes take the host path for now: DeviceCrops cuts 2-D crops
+        usable = self.dims == 2 and all(DeviceCrops.usable(store) for store in self.stores)
         self.device_crops = ([DeviceCrops(store, training_data.DATA_KEY, training_data.SAMPLE)
                               for store in self.stores] if usable else None)
 
@@ -83,6 +85,9 @@ class Run:
         drawn from where they are cut (DeviceCrops.crops: one launch on Triton)."""
         if self.device_crops:
             return self.seed, self.step_t, index, self.batch_size
+        if self.dims == 3:
+            return volumes.draw_volume_crops(self.seed, step, index, self.batch_size, self.stores[0].sizes,
+                                             self.crop)
         return training_data.draw_crops(self.seed, step, index, self.batch_size, self.stores[0].sizes, self.crop)
 
     def cut(self, realisation, picks):
@@ -118,6 +123,8 @@ def make_run(net, stores, *, mode, noise, loss, seed, steps, batch_size, crop, l
     device = stores[0].device
     amp = autocast_dtype(precision, device)
     use_channels_last = channels_last if channels_last is not None else amp is not None or device.type == "cuda"
+    dims = getattr(net, "dims", 2)
+    use_channels_last = use_channels_last and dims == 2  # channels_last is a 4-D format; volumes are 5-D
     memory_format = torch.channels_last if use_channels_last else torch.contiguous_format
     net = net.to(device=device, memory_format=memory_format)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=BETAS, eps=EPS, fused=True)
@@ -129,7 +136,7 @@ def make_run(net, stores, *, mode, noise, loss, seed, steps, batch_size, crop, l
                objective=OBJECTIVES[mode], stores=stores, noise=noise, loss=loss, seed=seed, steps=steps,
                batch_size=batch_size, crop=crop, lr=lr, rampdown=rampdown, neighbor_weight=neighbor_weight,
                rank=rank, memory_format=memory_format, autocast=autocast, amp=amp,
-               inv_scale=None if net.normalisation is None else 1.0 / net.normalisation[1])
+               inv_scale=None if net.normalisation is None else 1.0 / net.normalisation[1], dims=dims)
 
 
 # ---- the objectives, one per mode: (run, step, index of the rank's first sample, crop picks, loss extras) -> loss

@@ -23,11 +23,13 @@ from ..checkpoint import load  # noqa: F401 (n2n_fast.load: the trained network 
 from ..conventions import psnr
 from ..devices import check_device
 from ..noise import noisy_pair
+from ..unet import z_pool_levels
 from ..value_range import check_value_range
 from . import data as training_data
 from . import history as history_files
 from . import schedule
 from . import step as steps_module
+from . import volumes
 from .arguments import check_arguments, plot_wanted
 from .interrupt import StopRequest, TrainingInterrupted
 from .normalisation import choose_map, describe_source
@@ -48,7 +50,7 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
           lr=3e-4, seed=0, out_dir, resume=False, val=None, device=None, precision="auto", compile=False,
           features=48, rampdown=0.3, neighbor_weight=2.0, log_every=10, val_every=None, checkpoint_every=1000,
           channels_last=None, progress=True, plot=None, overwrite=False, axes=None, graph="auto", value_range=None,
-          normalisation="auto"):
+          normalisation="auto", dims=2):
     """Train a U-Net denoiser; returns a TrainResult (.model, .history, .checkpoint, .best_checkpoint).
 
     data / pairs / val: a folder, an image path, a list of paths or (H, W[, C]) arrays, or an array ((N, H, W, C)
@@ -57,6 +59,10 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
       (noisy, clean); validation PSNR is relative to each clean image's range (max - min).
     axes: the layout of the files and arrays given ("YX", "YXC", "CYX", "ZYX", "TYX", "ZYXC", ...; see
       n2n_fast/axes.py): Z/T stacks train as sets of 2-D images; ambiguous 3-D/4-D data without it is refused.
+    dims: 2 (images) or 3 (volumes, docs/volumes.md §4): each source whose axes hold Z (MRC files: ZYX) is one
+      volume; crop is then an int c (a c x c x c cube) or (depth, height, width) with height == width; the
+      network is UNet(dims=3) pooling z at z_pool_levels(crop depth, the MRC voxel sizes' anisotropy or 1.0)
+      levels. Neighbor2Neighbor is 2-D only.
     value_range: the range of float images (n2n_fast/value_range.py): None (floats as they are; with a synthetic
       `noise`, whose levels are in [0, 1] units, a maximum above 4 is refused), (low, high) (scaled to [0, 1] on
       the way in; noise levels stay in [0, 1] units) or "hdr" (as they are).
@@ -88,22 +94,22 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
     rank, world, device, started = _distributed(device)
     # floats of any units train where no synthetic noise level depends on their units (docs/normalisation.md)
     any_units = noise is None and value_range is None
-    stores, realisations = training_data.training_stores(data, pairs, crop, device, axes, value_range, any_units)
+    stores, realisations, crop, z_pools = _stores(dims, data, pairs, crop, device, axes, value_range, any_units)
     images = realisations[0]
-    channels = images[0].shape[2]
+    channels = images[0].shape[-1]
     data_map = choose_map(normalisation, realisations, describe_source("pairs", pairs) if pairs is not None
                           else describe_source("data", data))
     if noise is not None:  # the noise model checks its own parameters; fail here, before any training
         noisy_pair(torch.rand(1, channels, 4, 4, device=device), noise, seed=seed)
-    val_pairs = training_data.validation_pairs(val, noise, channels, device, VAL_SEED, axes, value_range,
-                                               any_units)
+    load_val = volumes.validation_volumes if dims == 3 else training_data.validation_pairs
+    val_pairs = load_val(val, noise, channels, device, VAL_SEED, axes, value_range, any_units)
     check_writable(out_dir)
     out_dir = Path(out_dir)
     if overwrite and not resume:
         remove_run(out_dir)
 
     mode = "pairs" if pairs is not None else targets
-    net = steps_module.new_network(channels, features, seed, data_map)
+    net = steps_module.new_network(channels, features, seed, data_map, dims, z_pools)
     run = steps_module.make_run(net, stores, mode=mode, noise=noise, loss=loss, seed=seed, steps=steps,
                                 batch_size=batch_size, crop=crop, lr=lr, rampdown=rampdown,
                                 neighbor_weight=neighbor_weight, precision=precision, channels_last=channels_last,
@@ -113,6 +119,8 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
                   "features": features, "precision": str(run.amp or "float32"), "neighbor_weight": neighbor_weight,
                   "data": training_data.describe(images), "realisations": len(stores), "value_range": value_range,
                   "normalisation": None if data_map is None else list(data_map)}
+    if dims == 3:  # a 2-D run's arguments stay as they were: its checkpoints resume unchanged
+        train_args.update(dims=3, crop=list(crop), z_pools=z_pools)
     start, history, best_psnr = 0, [], None
     if resume and (out_dir / "last.pt").exists():
         start, history, best_psnr = resume_run(run.net, run.optimizer, out_dir / "last.pt", train_args)
@@ -141,6 +149,19 @@ def _plot(history, path):
 
         warnings.warn(f"plot: history.png not written: matplotlib does not import ({exc}); install it with pip "
                       "install 'n2n_fast[plot]'. The run itself is complete.", RuntimeWarning, stacklevel=3)
+
+
+def _stores(dims, data, pairs, crop, device, axes, value_range, any_units):
+    """(stores, realisations, crop, z_pools): the training data loaded as images, or for dims=3 as whole volumes
+    with the crop as (depth, height, width) and the z-pooling levels it and the voxel sizes allow
+    (n2n_fast/training/volumes.py); z_pools None for images."""
+    if dims == 2:
+        stores, realisations = training_data.training_stores(data, pairs, crop, device, axes, value_range,
+                                                             any_units)
+        return stores, realisations, crop, None
+    crop = volumes.check_crop(crop)
+    stores, realisations, ratio = volumes.volume_stores(data, pairs, crop, device, axes, value_range, any_units)
+    return stores, realisations, crop, z_pool_levels(crop[0], ratio)
 
 
 def _distributed(device):
