@@ -4,7 +4,8 @@ The Python block under "## Python in ten lines" and every line of the bash block
 glance" run in a fresh folder holding tiny data made here (photos/, shots_a/, shots_b/, noisy/, stack.tif,
 big.tif, noisy.png). Only these substitutions are made, all in `_python_example` / `_cli_examples`:
 - step counts: `steps=N` / `--steps N` become N // 20000 (20000 -> 1, 40000 -> 2), so the resume line extends;
-- CLI training runs get `--features 8 --crop 32 --batch-size 2 --quiet` appended (a tiny U-Net on 48² images);
+- CLI training runs get `--features 8 --batch-size 2 --quiet` appended (a tiny U-Net on 48² images), and
+  `--crop 32` unless they state their own crop (the 3-D lines do);
   the Python example trains the paper's defaults as written (one step of 256² crops on 256² photos).
 Each `n2n-fast ...` line runs through n2n_fast.cli.main in this process (what the console script calls).
 """
@@ -20,7 +21,7 @@ from n2n_fast import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 STEP_DIVISOR = 20000
-TINY_TRAIN = ["--features", "8", "--crop", "32", "--batch-size", "2", "--quiet"]
+TINY_TRAIN = ["--features", "8", "--batch-size", "2", "--quiet"]
 
 
 def _block(heading, language):
@@ -50,7 +51,8 @@ def _cli_examples():
         command = re.sub(r"(--steps )([0-9_]+)", _fewer_steps, command)
         argv = shlex.split(command)
         assert argv[0] == "n2n-fast", line
-        lines.append(argv[1:] + (TINY_TRAIN if argv[1] == "train" else []))
+        tiny = TINY_TRAIN + ([] if "--crop" in argv else ["--crop", "32"])
+        lines.append(argv[1:] + (tiny if argv[1] == "train" else []))
     return lines
 
 
@@ -77,6 +79,8 @@ def test_python_example_runs_as_written(tmp_path, monkeypatch):
 def test_cli_examples_run_as_written(tmp_path, monkeypatch, capsys):
     import tifffile
 
+    from n2n_fast.mrc import read_mrc
+
     rng = np.random.default_rng(2)
     monkeypatch.chdir(tmp_path)
     for folder in ("photos", "noisy"):
@@ -88,6 +92,12 @@ def test_cli_examples_run_as_written(tmp_path, monkeypatch, capsys):
             n2n_fast.write_image(f"{folder}/{i}.png", np.clip(image + 0.1 * rng.standard_normal(image.shape), 0, 1))
     tifffile.imwrite("stack.tif", (rng.random((3, 48, 48)) * 65535).astype(np.uint16), photometric="minisblack")
     n2n_fast.write_image("big.tif", rng.random((70, 90, 3)))
+    from n2n_fast.mrc import VoxelGrid, write_mrc
+
+    tomogram = 100 * rng.random((32, 40, 40)).astype(np.float32) - 50  # float32 in arbitrary units, like cryo-ET
+    for name in ("even.mrc", "odd.mrc"):
+        noisy = tomogram + 10 * rng.standard_normal(tomogram.shape).astype(np.float32)
+        write_mrc(name, noisy, VoxelGrid(voxel_size=(13.6, 13.6, 13.6), origin=(0.0, 0.0, 0.0)))
 
     commands = _cli_examples()
     assert [argv[0] for argv in commands].count("train") >= 4, commands
@@ -106,6 +116,8 @@ def test_cli_examples_run_as_written(tmp_path, monkeypatch, capsys):
         denoised, dtype = n2n_fast.read_image(name)
         assert denoised.shape == (70, 90, 3) and dtype == np.uint8, name
     assert Path("model.onnx").stat().st_size > 0
+    volume, grid = read_mrc("tomo_denoised.mrc")
+    assert volume.shape == (32, 40, 40) and grid.voxel_size == pytest.approx((13.6, 13.6, 13.6))
 
 
 def _anchor(heading):
@@ -120,7 +132,8 @@ def test_relative_links_in_readme_and_docs_resolve():
     pages = [README, root / "benchmarks" / "RESULTS.md", *sorted((root / "docs").glob("*.md"))]
     broken = []
     for page in pages:
-        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        prose = re.sub(r"`[^`\n]*`", "", page.read_text())  # code spans hold brackets that are no links
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
             if re.match(r"[a-z]+:", target):
                 continue  # https:, mailto:
             path, _, fragment = target.partition("#")
