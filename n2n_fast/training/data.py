@@ -190,8 +190,6 @@ def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=
     (seed `seed`, step 0, image index as the sample index: fixed across runs), or val = (noisy, clean) as given."""
     if val is None:
         return []
-    from ..noise import add_noise
-
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
     labels = []
     clean_images = load_images(val_clean, "val", axes, value_range, labels, any_units)
@@ -201,6 +199,15 @@ def validation_pairs(val, noise, channels, device, seed, axes=None, value_range=
     clean_store = ImageStore(clean_images, device)
     noisy_store = None if val_noisy is None else ImageStore(load_images(val_noisy, "val[0]", axes, value_range,
                                                                         any_units=any_units), device)
+    return validation_set(clean_store, noisy_store, noise, seed)
+
+
+def validation_set(clean_store, noisy_store, noise, seed):
+    """[(noisy, clean)]: every item of `clean_store` (an ImageStore or a VolumeStore) as a (1, C, ...) float32
+    tensor with its twin in `noisy_store`, or noised once with validation_noise(noise) (seed `seed`, step 0, the
+    item's index as the sample index: fixed across runs)."""
+    from ..noise import add_noise
+
     if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
         raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
     fixed = None if noise is None else validation_noise(noise)

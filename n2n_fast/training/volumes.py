@@ -203,8 +203,7 @@ def validation_volumes(val, noise, channels, device, seed, axes=None, value_rang
     """data.validation_pairs for volumes: [(noisy, clean)] (1, C, D, H, W) float32 on `device`."""
     if val is None:
         return []
-    from ..noise import add_noise
-    from .data import validation_noise
+    from .data import validation_set
 
     val_noisy, val_clean = val if isinstance(val, tuple) and len(val) == 2 else (None, val)
     clean, _, _ = load_volumes(val_clean, "val", axes, value_range, any_units)
@@ -213,13 +212,4 @@ def validation_volumes(val, noise, channels, device, seed, axes=None, value_rang
     clean_store = VolumeStore(clean, device)
     noisy_store = None if val_noisy is None else VolumeStore(load_volumes(val_noisy, "val[0]", axes, value_range,
                                                                           any_units)[0], device)
-    if noisy_store is not None and noisy_store.sizes != clean_store.sizes:
-        raise ValueError(f"val: noisy sizes {noisy_store.sizes} do not match clean sizes {clean_store.sizes}")
-    fixed = None if noise is None else validation_noise(noise)
-    out = []
-    for i in range(len(clean_store)):
-        volume = clean_store.full(i)
-        noisy = (noisy_store.full(i) if noisy_store is not None
-                 else add_noise(volume, fixed, seed=seed, step=0, index=i, stream=0))
-        out.append((noisy, volume))
-    return out
+    return validation_set(clean_store, noisy_store, noise, seed)
