@@ -401,7 +401,7 @@ def test_bad_model_parameters(make, error, match):
 
 @pytest.mark.parametrize("clean,kwargs,error,match", [
     (torch.rand(3, 4), {}, ValueError, "rank"),
-    (torch.rand(1, 1, 2, 3, 4), {}, ValueError, "rank"),
+    (torch.rand(1, 1, 2, 3, 4, 5), {}, ValueError, "rank"),  # rank 5 is a batch of volumes
     (torch.zeros(1, 1, 4, 4, dtype=torch.int32), {}, TypeError, "dtype"),
     (torch.zeros(1, 1, 4, 4, dtype=torch.int8), {}, TypeError, "dtype"),
     (torch.rand(1, 1, 4, 4, dtype=torch.float64), {}, TypeError, "dtype"),
