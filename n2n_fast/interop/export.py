@@ -75,6 +75,10 @@ def export(model_or_checkpoint, path, format=None, *, overwrite=False, **package
         raise TypeError(f"export: unknown option(s) {', '.join(unknown)}; the bioimage.io package takes "
                         f"{', '.join(PACKAGE_OPTIONS)}")
     net, state = resolve(model_or_checkpoint)
+    if net.dims != 2:  # the ONNX graph pads y and x only (AlignedUNet): 3-D export is not built yet
+        raise ValueError(f"model_or_checkpoint: a 3-D network (dims={net.dims}) cannot be exported yet: ONNX and "
+                         "bioimage.io export take 2-D networks only (docs/volumes.md §3); use it from Python with "
+                         "n2n_fast.denoise(model, volume, axes='ZYX')")
     if format == "onnx":
         require("export", "export(format='onnx')", *ONNX_MODULES)
         with atomic_path(path) as temporary:

@@ -305,3 +305,12 @@ def test_missing_extras_skip_locally_and_fail_in_ci(monkeypatch):
     with pytest.raises(pytest.fail.Exception, match="CI: the \\[zarr\\] extra is not installed"):
         check("zarr", "no_such_pkg_xyz.sub")
     check("zarr", "numpy")  # present: nothing happens
+
+
+@pytest.mark.parametrize("format", ["onnx", "bioimageio"])
+def test_a_3d_network_is_refused_with_what_to_do_instead(tmp_path, format):
+    net = UNet(1, features=4, dims=3, z_pools=1)
+    suffix = {"onnx": ".onnx", "bioimageio": ".zip"}[format]
+    with pytest.raises(ValueError, match=r"3-D network \(dims=3\) cannot be exported yet.*n2n_fast.denoise"):
+        n2n_fast.export(net, tmp_path / f"net{suffix}", format)
+    assert not list(tmp_path.iterdir())  # nothing written
