@@ -314,3 +314,20 @@ def test_a_3d_network_is_refused_with_what_to_do_instead(tmp_path, format):
     with pytest.raises(ValueError, match=r"3-D network \(dims=3\) cannot be exported yet.*n2n_fast.denoise"):
         n2n_fast.export(net, tmp_path / f"net{suffix}", format)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_normalisation_map_is_inside_the_onnx_graph(tmp_path, gen):
+    """A trained network's affine map (docs/normalisation.md) travels in the graph: ONNX of data-unit inputs
+    equals the network's data-unit outputs, and differs from the same weights without the map."""
+    torch.manual_seed(5)
+    net = UNet(1, features=8, normalisation=(120.0, 35.0)).eval()
+    path = n2n_fast.export(net, tmp_path / "mapped.onnx")
+    x = 120 + 35 * torch.randn(2, 1, 37, 41, generator=gen)  # data in its own units (tomogram-like floats)
+    with torch.no_grad():
+        expected = net(x).numpy()
+        plain = UNet(1, features=8).eval()
+        plain.load_state_dict(net.state_dict())
+        unmapped = plain(x).numpy()
+    got = run_onnx(path, x.numpy())
+    _assert_close_to_torch(got, expected)
+    assert not np.allclose(got, unmapped, rtol=1e-2)
