@@ -24,6 +24,11 @@ features, z_pools and "bytes" (the clean batch read once plus Adam's 7 x 4 bytes
 
     pytest benchmarks/bench_train3d.py --benchmark-only                        CI size
     N2N_FAST_BENCH_FULL=1 pytest benchmarks/bench_train3d.py --benchmark-only  the issue's sizes
+    python benchmarks/bench_train3d.py [--threads 1]                           the memory-format study (below)
+
+The memory-format study (run as a script): the tuned loop contiguous against channels_last_3d, in bf16 ("auto")
+and float32, at three small sizes, the two formats' steps alternated so the machine's load hits both alike; the
+median of 5 steps each and the ratio contiguous / channels_last_3d (above 1: channels_last_3d is faster).
 """
 import inspect
 
@@ -85,9 +90,10 @@ def _default_step(model, clean, device):
     return step
 
 
-def _tuned_step(model, clean, device, memory_format):
-    """The hand-written 3-D loop: randn_like noise twice, F.mse_loss, fused Adam, bf16 autocast where native."""
-    amp = autocast_dtype("auto", device)
+def _tuned_step(model, clean, device, memory_format, precision="auto"):
+    """The hand-written 3-D loop: randn_like noise twice, F.mse_loss, fused Adam, bf16 autocast where native
+    (precision="float32": none)."""
+    amp = autocast_dtype(precision, device)
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, fused=True)
 
@@ -143,3 +149,44 @@ def test_train_step_3d(benchmark, record_throughput, device, impl, case):
         benchmark.extra_info["ms_per_step"] = seconds * 1e3
         if impl == "reference":
             _REFERENCE_SECONDS[(op, size)] = seconds
+
+
+STUDY_CASES = [((1, 1, 8, 32, 32), 8), ((1, 1, 16, 64, 64), 16), ((2, 1, 16, 64, 64), 16)]
+
+
+def memory_format_study(cases=STUDY_CASES, repeats=5, log=print):
+    """[(size, features, precision, contiguous seconds, channels_last_3d seconds)]: the module docstring's study."""
+    import time
+
+    device, rows = torch.device("cpu"), []
+    for shape, features in cases:
+        for precision in ("auto", "float32"):
+            runs = {}
+            for fmt in (torch.contiguous_format, torch.channels_last_3d):
+                torch.manual_seed(0)
+                model = n2n_fast.UNet(shape[1], features=features, dims=3, z_pools=z_pool_levels(shape[2]))
+                step = _tuned_step(model, torch.rand(shape), device, fmt, precision)
+                step()
+                step()
+                runs[fmt] = (step, [])
+            for _ in range(repeats):
+                for step, times in runs.values():
+                    start = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - start)
+            contiguous, cl3d = (sorted(times)[len(times) // 2] for _, times in runs.values())
+            rows.append(("x".join(map(str, shape)), features, precision, contiguous, cl3d))
+            log(f"| {rows[-1][0]} | {features} | {precision} | {contiguous * 1e3:.1f} | {cl3d * 1e3:.1f} | "
+                f"{contiguous / cl3d:.2f} |")
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the tuned 3-D loop: contiguous vs channels_last_3d")
+    parser.add_argument("--threads", type=int, default=1)
+    torch.set_num_threads(parser.parse_args().threads)
+    print("| size | features | precision | contiguous ms | channels_last_3d ms | contiguous / cl3d |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    memory_format_study()
