@@ -23,7 +23,6 @@ from ..checkpoint import load  # noqa: F401 (n2n_fast.load: the trained network 
 from ..conventions import psnr
 from ..devices import check_device
 from ..noise import noisy_pair
-from ..unet import z_pool_levels
 from ..value_range import check_value_range
 from . import data as training_data
 from . import history as history_files
@@ -159,9 +158,7 @@ def _stores(dims, data, pairs, crop, device, axes, value_range, any_units):
         stores, realisations = training_data.training_stores(data, pairs, crop, device, axes, value_range,
                                                              any_units)
         return stores, realisations, crop, None
-    crop = volumes.check_crop(crop)
-    stores, realisations, ratio = volumes.volume_stores(data, pairs, crop, device, axes, value_range, any_units)
-    return stores, realisations, crop, z_pool_levels(crop[0], ratio)
+    return volumes.training_volumes(data, pairs, crop, device, axes, value_range, any_units)
 
 
 def _distributed(device):

@@ -199,6 +199,18 @@ def volume_stores(data, pairs, crop, device, axes=None, value_range=None, any_un
     return [VolumeStore(v, device) for v in realisations], realisations, anisotropy(grids)
 
 
+def training_volumes(data, pairs, crop, device, axes=None, value_range=None, any_units=False):
+    """(stores, realisations, crop, z_pools): what train(dims=3) trains on, from its arguments: the crop checked
+    as (depth, height, width), the stores (volume_stores) and the z-pooling levels the crop's depth and the voxel
+    sizes' anisotropy allow (docs/volumes.md §1). train() and benchmarks/bench_train3d.py both build a 3-D run
+    through it and step.make_run."""
+    from ..unet import z_pool_levels
+
+    crop = check_crop(crop)
+    stores, realisations, ratio = volume_stores(data, pairs, crop, device, axes, value_range, any_units)
+    return stores, realisations, crop, z_pool_levels(crop[0], ratio)
+
+
 def validation_volumes(val, noise, channels, device, seed, axes=None, value_range=None, any_units=False):
     """data.validation_pairs for volumes: [(noisy, clean)] (1, C, D, H, W) float32 on `device`."""
     if val is None:
