@@ -81,8 +81,6 @@ def check_dims(a):
     if a["targets"] == "neighbor":
         raise ValueError("targets: Neighbor2Neighbor is 2-D only (its sub-sampler picks neighbours inside 2x2 "
                          "pixel cells); with dims=3 use targets='noisy' or 'clean', or pairs= (even/odd halves)")
-    if a["channels_last"]:
-        raise ValueError("channels_last: a memory format of 4-D tensors; dims=3 batches are 5-D (pass None)")
 
 
 def plot_wanted(plot):

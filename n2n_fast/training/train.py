@@ -73,7 +73,7 @@ def train(*, data=None, noise=None, pairs=None, targets="noisy", loss="l2", step
       that is already noisy. loss: "l2" | "l1" | "l0" (gamma annealed 2 -> 0) | "hdr".
     steps, batch_size (per rank), crop (square, pixels), lr (Adam, cos² ramp-down over the last `rampdown`), seed.
     precision: "auto" (bf16 autocast where native) | "float32" | "bfloat16"; compile: torch.compile the network;
-      channels_last: None (auto: with bf16 or on CUDA) or a bool.
+      channels_last: None (auto: with bf16 or on CUDA) or a bool; volumes (dims=3) take channels_last_3d.
     features: U-Net width (48 in the paper). neighbor_weight: the Neighbor2Neighbor regulariser's final weight.
     log_every / val_every / checkpoint_every: steps between history rows / validations / checkpoints (plus at the
       end); resume=True continues from out_dir/last.pt when it exists (with more steps it extends a finished

@@ -161,3 +161,17 @@ def test_real_pairs_validate_on_given_noisy_and_clean_volumes(tmp_path, volume):
     result = n2n_fast.train(pairs=(volume, np.ascontiguousarray(volume[::-1])), val=(noisy, volume), axes="ZYX",
                             out_dir=tmp_path, **TINY3)
     assert np.isfinite(result.history[-1]["val_psnr"]) and result.best_checkpoint is not None
+
+
+@pytest.mark.parametrize("precision, channels_last, expected", [
+    ("bfloat16", None, torch.channels_last_3d),  # auto: with bf16 (measured faster: docs/volumes.md §5)
+    ("float32", None, torch.contiguous_format),
+    ("float32", True, torch.channels_last_3d),
+])
+def test_volumes_take_channels_last_3d_where_asked_or_with_bf16(tmp_path, precision, channels_last, expected):
+    volume = np.random.default_rng(4).random((6, 20, 20)).astype(np.float32)
+    result = n2n_fast.train(data=[volume], axes="ZYX", dims=3, noise=n2n_fast.Gaussian(0.1), crop=(4, 16, 16),
+                            steps=2, batch_size=2, features=4, precision=precision, channels_last=channels_last,
+                            out_dir=tmp_path / "run", progress=False, plot=False)
+    assert result.model.enc_conv1.weight.is_contiguous(memory_format=expected)
+    assert all(np.isfinite(row["loss"]) for row in result.history)
