@@ -399,3 +399,19 @@ def test_train_volumes_every_mode(dry_run, tmp_path, mode, kwargs):
     kernels = set(_kernels(made))
     assert TRAIN_KERNELS[mode] - {"_training_crops_kernel"} <= kernels, f"{mode}: launched {sorted(kernels)}"
     assert "_training_crops_kernel" not in kernels
+
+
+def test_volume_steps_repeat_their_launches(dry_run, tmp_path):
+    """train(dims=3): the Triton launches of consecutive steps are the same kernels, grids, dtypes and scalars (the
+    step read from device memory), as for images; only the host-cut crops stand between a 3-D step and a graph."""
+    volume = torch.randint(0, 256, (6, 20, 20), dtype=torch.uint8).numpy()
+    made = {}
+    for steps in (1, 4):
+        with dry_run.recording() as made[steps]:
+            n2n_fast.train(data=volume, noise=n2n_fast.Gaussian((0.0, 0.2)), axes="ZYX", dims=3, steps=steps,
+                           batch_size=2, crop=(4, 16, 16), features=4, precision="float32",
+                           out_dir=tmp_path / str(steps), progress=False, plot=False, log_every=100)
+    per_step = (len(made[4]) - len(made[1])) // 3
+    assert per_step >= 3 and len(made[4]) - len(made[1]) == 3 * per_step
+    last = made[4][-3 * per_step:]
+    assert last[:per_step] == last[per_step:2 * per_step] == last[2 * per_step:]
