@@ -40,10 +40,9 @@ import torch.nn.functional as F
 
 import n2n_fast
 from n2n_fast.training.data import ImageStore
-from n2n_fast.noise import noisy_pair
 from n2n_fast.training.step import autocast_dtype, capture, make_run, train_step
 
-from conftest import FULL
+from conftest import FULL, reference_step, sync
 
 NOISES = {"gaussian": n2n_fast.Gaussian((0, 50 / 255)), "poisson": n2n_fast.Poisson((0.001, 50.0))}  # the paper's
 CASES = ([((b, 3, c, c), "gaussian") for c in (128, 256) for b in (1, 4, 16, 64)] + [((16, 3, 256, 256), "poisson")]
@@ -55,25 +54,6 @@ NUM_WORKERS = (int(os.environ["N2N_FAST_BENCH_WORKERS"]) if os.environ.get("N2N_
                else max(1, min(8, len(os.sched_getaffinity(0)) - 1)))
 TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(n2n_fast.train).parameters.items()}
 _REFERENCE_SECONDS = {}
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _reference_step(model, clean, device, noise):
-    optimizer = torch.optim.Adam(model.parameters())
-    state = {"step": 0}
-
-    def run():
-        y1, y2 = noisy_pair(clean, noise, seed=0, step=state["step"], backend="reference")
-        loss = n2n_fast.l2_loss(model(y1), y2, backend="reference")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        state["step"] += 1
-    return run
 
 
 def _default_step(model, clean, device, noise, compiled, graph=False):
@@ -197,11 +177,11 @@ def _host_seconds(step, device, repeat=5):
     """Median time a step takes to return (its work may still be queued on the GPU), each after a sync."""
     times = []
     for _ in range(repeat):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    _sync(device)
+    sync(device)
     return sorted(times)[len(times) // 2]
 
 
@@ -224,7 +204,7 @@ def test_train_step(benchmark, record_throughput, device, impl, case):
         model = n2n_fast.UNet(shape[1]).to(device)
         clean = torch.rand(shape).to(device)
     if impl == "reference":
-        step = _reference_step(model, clean, device, NOISES[noise])
+        step = reference_step(model, clean, NOISES[noise])
     elif impl in ("naive", "tuned", "tuned-compile"):
         step = _user_step(model, clean, device, noise, tuned=impl != "naive", compiled=impl == "tuned-compile")
     elif impl == "typical":
@@ -237,7 +217,7 @@ def test_train_step(benchmark, record_throughput, device, impl, case):
 
     def synced_step():
         step()
-        _sync(device)
+        sync(device)
 
     benchmark.pedantic(synced_step, rounds=3 if not FULL else 10, iterations=1, warmup_rounds=0)
     op = "train step n2n l2 (paper U-Net)" if noise == "gaussian" else f"train step n2n l2 {noise} (paper U-Net)"

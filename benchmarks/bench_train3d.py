@@ -37,12 +37,11 @@ import torch
 import torch.nn.functional as F
 
 import n2n_fast
-from n2n_fast.noise import noisy_pair
 from n2n_fast.training.step import autocast_dtype, make_run, train_step
 from n2n_fast.training.volumes import training_volumes
 from n2n_fast.unet import z_pool_levels
 
-from conftest import FULL
+from conftest import FULL, reference_step, sync
 
 NOISE = n2n_fast.Gaussian((0, 50 / 255))  # the paper's range, as in bench_train.py
 HAND_SIGMA = 25 / 255
@@ -51,25 +50,6 @@ CASES = ([((2, 1, 32, 64, 64), 48), ((4, 1, 64, 128, 128), 48)] if FULL else [((
 IMPLS = ["reference", "defaults", "tuned", "tuned-cl3d"]
 TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(n2n_fast.train).parameters.items()}
 _REFERENCE_SECONDS = {}
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _reference_step(model, clean):
-    optimizer = torch.optim.Adam(model.parameters())
-    state = {"step": 0}
-
-    def run():
-        y1, y2 = noisy_pair(clean, NOISE, seed=0, step=state["step"], backend="reference")
-        loss = n2n_fast.l2_loss(model(y1), y2, backend="reference")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        state["step"] += 1
-    return run
 
 
 def _default_step(model, clean, device):
@@ -124,7 +104,7 @@ def test_train_step_3d(benchmark, record_throughput, device, impl, case):
         model = n2n_fast.UNet(shape[1], features=features, dims=3, z_pools=z_pools).to(device)
         clean = torch.rand(shape).to(device)
     if impl == "reference":
-        step = _reference_step(model, clean)
+        step = reference_step(model, clean, NOISE)
     elif impl == "defaults":
         step = _default_step(model, clean, device)
     else:
@@ -135,7 +115,7 @@ def test_train_step_3d(benchmark, record_throughput, device, impl, case):
 
     def synced_step():
         step()
-        _sync(device)
+        sync(device)
 
     benchmark.pedantic(synced_step, rounds=10 if FULL else 3, iterations=1, warmup_rounds=0)
     op = f"train step n2n l2 3-D (U-Net f{features})"

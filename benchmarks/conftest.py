@@ -89,3 +89,28 @@ def pytest_benchmark_update_machine_info(config, machine_info):
                                         "end": " ".join(f"{v:.1f}" for v in os.getloadavg())}
     machine_info.setdefault("node", platform.node())
 
+
+
+def sync(device):
+    """Wait for the device's queued work (CUDA launches are asynchronous); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reference_step(model, clean, noise):
+    """The pinned reference training step (docs/design.md §6): float32, eager, noisy_pair(backend="reference"),
+    l2_loss(backend="reference"), torch.optim.Adam with its defaults; a new noise draw at every call. Shared by
+    the 2-D and 3-D training-step benchmarks (the batch's rank decides which)."""
+    import n2n_fast
+
+    optimizer = torch.optim.Adam(model.parameters())
+    state = {"step": 0}
+
+    def run():
+        y1, y2 = n2n_fast.noisy_pair(clean, noise, seed=0, step=state["step"], backend="reference")
+        loss = n2n_fast.l2_loss(model(y1), y2, backend="reference")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state["step"] += 1
+    return run

@@ -25,8 +25,6 @@ a run. The exit status is 0 when every goal holds, 1 otherwise.
 """
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # quality.py beside this file
+from quality import machine  # noqa: E402 (one description of the machine for every study)
 
 SMALL = dict(size=(32, 64, 64), stack_size=(96, 96), crop=(16, 32, 32), stack_crop=32, batch=2, features=8,
              steps=150, lr=1e-3, precision="auto")
@@ -146,18 +147,6 @@ def study(phantom, noise_name, settings, log=print):
         log(f"  {phantom} {noise_name}: {depth}-slice stack noisy {out[f'stack{depth}_noisy']:.2f} -> "
             f"{out[f'stack{depth}']:.2f}")
     return out
-
-
-def machine():
-    if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return f"CPU {cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
 
 
 def verdicts(row):

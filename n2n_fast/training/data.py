@@ -240,6 +240,19 @@ def _tensor(array):
         return torch.from_numpy(array)
 
 
+def scaled_and_turned(patch, scale, bits):
+    """A float crop in [0, 1] units (integers divided by their peak `scale`, as a float32 factor), flipped in x
+    (bit 0) then turned in the YX plane by (bits >> 1) & 3 quarter turns: the crop picks' YX bits, for images and
+    volumes alike (the layout above)."""
+    if scale != 1.0:
+        patch = patch * (1.0 / scale)
+    if bits & 1:
+        patch = patch.flip(-1)
+    if (bits >> 1) & 3:
+        patch = torch.rot90(patch, (bits >> 1) & 3, dims=(-2, -1))
+    return patch
+
+
 class ImageStore:
     """Images as compact (C, H, W) tensors on `device` when they fit (else pinned host memory), cut into float
     crops on the device. uint8/uint16 numpy memmaps (data larger than RAM) stay on disk: each crop is read from
@@ -279,14 +292,7 @@ class ImageStore:
                 patch = patch.permute(2, 0, 1)
             else:
                 patch = source[:, row:row + height, col:col + width]
-            patch = patch.to(self.device, non_blocking=True).float()
-            if self.scales[image] != 1.0:
-                patch = patch * (1.0 / self.scales[image])
-            if bits & 1:
-                patch = patch.flip(-1)
-            if (bits >> 1) & 3:
-                patch = torch.rot90(patch, (bits >> 1) & 3, dims=(-2, -1))
-            out.append(patch)
+            out.append(scaled_and_turned(patch.to(self.device, non_blocking=True).float(), self.scales[image], bits))
         return torch.stack(out)
 
     def full(self, image):

@@ -17,7 +17,7 @@ import torch
 
 from ..axes import check_axes, to_stack
 from ..io import SUPPORTED as IMAGE_SUFFIXES
-from .data import DATA_KEY, SAMPLE, _as_image, _scale
+from .data import DATA_KEY, SAMPLE, _as_image, _scale, scaled_and_turned
 
 DEPTH = 3
 
@@ -132,13 +132,8 @@ class VolumeStore:
         depth, height, width = crop
         out = []
         for volume, z, row, col, bits in picks:
-            patch = self.images[volume][:, z:z + depth, row:row + height, col:col + width].float()
-            if self.scales[volume] != 1.0:
-                patch = patch * (1.0 / self.scales[volume])
-            if bits & 1:
-                patch = patch.flip(-1)
-            if (bits >> 1) & 3:
-                patch = torch.rot90(patch, (bits >> 1) & 3, dims=(-2, -1))
+            patch = scaled_and_turned(self.images[volume][:, z:z + depth, row:row + height, col:col + width].float(),
+                                      self.scales[volume], bits)
             if bits & 8:
                 patch = patch.flip(-3)
             out.append(patch)
