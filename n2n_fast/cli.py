@@ -363,8 +363,9 @@ def _add_denoise_parser(sub):
 def _add_export_parser(sub):
     from .interop.export import export
 
-    p = sub.add_parser("export", help="a checkpoint as ONNX (.onnx) or a bioimage.io package (.zip) for Fiji/"
-                                      "deepImageJ, ilastik, napari, onnxruntime; needs pip install 'n2n_fast[export]'",
+    p = sub.add_parser("export", help="a checkpoint (2-D or 3-D) as ONNX (.onnx) or a bioimage.io package (.zip) "
+                                      "for Fiji/deepImageJ, ilastik, napari, onnxruntime; needs pip install "
+                                      "'n2n_fast[export]'",
                        formatter_class=_HelpFormatter)
     _option(p, export, "--checkpoint", dest="model_or_checkpoint",
             help="checkpoint written by `n2n-fast train` (.pt)")

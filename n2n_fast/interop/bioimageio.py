@@ -1,15 +1,17 @@
-"""bioimage.io model packages (model format 0.5) of an n2n_fast U-Net, for Fiji/deepImageJ, ilastik and napari.
+"""bioimage.io model packages (model format 0.5) of an n2n_fast U-Net, 2-D or 3-D, for Fiji/deepImageJ, ilastik
+and napari.
 
 The package is a zip with, at its root: rdf.yaml (the description), weights.onnx (n2n_fast.export's ONNX model,
-dynamic batch/height/width) with weights.pt (the state dict; architecture n2n_fast.unet.UNet) as its parent,
+dynamic batch and spatial sizes) with weights.pt (the state dict; architecture n2n_fast.unet.UNet) as its parent,
 test_input.npy / test_output.npy, cover.png and README.md (the model card, from the checkpoint's training record).
 Before the zip is written, the description is validated by bioimageio.spec on the local files (format, file
 hashes; nothing is downloaded) and the test input is run through onnxruntime against the test output: the validator
 checks the description, not the model.
 
-Tensors are (batch, channel, y, x). The input keeps the data's dtype (uint8/uint16 counts, or float32 in [0, 1])
-and declares the scaling into the network's [0, 1] units as preprocessing; the output is float32 scaled back into
-the data's units, so Fiji shows it beside the input on the same scale.
+Tensors are (batch, channel, y, x), or (batch, channel, z, y, x) for a 3-D network; the tile sizes and halo of
+each axis come from n2n_fast/interop/package_tensors.py. The input keeps the data's dtype (uint8/uint16 counts, or
+float32 in [0, 1]) and declares the scaling into the network's [0, 1] units as preprocessing; the output is float32
+scaled back into the data's units, so Fiji shows it beside the input on the same scale.
 """
 import hashlib
 import tempfile
@@ -23,52 +25,13 @@ from ..conventions import UINT_PEAKS, __version__
 from .onnx_model import ONNX_ATOL, ONNX_RTOL, run_onnx, write_onnx
 from ..extras import require
 from ..io import from_unit
-from ..unet import ALIGNMENT
+from .package_tensors import PEAKS, declared_dtype, make_test_input, space_axes
 
-# input dtype -> the value that means 1.0
-PEAKS = {**{name: float(peak) for name, peak in UINT_PEAKS.items()}, "float32": 1.0}
-# Tiles for tools that tile by the description (deepImageJ): a halo of half the default `denoise` overlap (64) per
-# side, sizes a multiple of the alignment (the network pads anything else, at a cost) and large enough to keep an
-# aligned core once the halo is cut from both sides.
-HALO = 32
-MIN_SIZE = ALIGNMENT * (2 * HALO // ALIGNMENT + 1)
-TEST_SIZE = 128  # side of the generated test image
 _CITE = {"text": "Lehtinen et al. 2018, Noise2Noise: Learning Image Restoration without Clean Data, ICML",
          "doi": "10.48550/arXiv.1803.04189"}
 _FILES = {"rdf": "rdf.yaml", "onnx": "weights.onnx", "state": "weights.pt", "test_in": "test_input.npy",
           "test_out": "test_output.npy", "sample_in": "sample_input.tif", "sample_out": "sample_output.tif",
           "cover": "cover.png", "card": "README.md"}
-
-
-def _input_dtype(input_dtype, state):
-    """The declared input dtype: as given, else the training data's single integer dtype, else float32."""
-    if input_dtype is None:
-        dtypes = ((state or {}).get("train_args", {}).get("data") or {}).get("dtypes") or []
-        input_dtype = dtypes[0] if len(dtypes) == 1 and dtypes[0] in ("uint8", "uint16") else "float32"
-    if input_dtype not in PEAKS:
-        raise ValueError(f"input_dtype: expected one of {', '.join(PEAKS)}, got {input_dtype!r}")
-    return input_dtype
-
-
-def _test_image(test_image, channels, dtype):
-    """(1, C, H, W) test input in `dtype`: `test_image` ((H, W) or (H, W, C) in that dtype, cropped to an allowed
-    size), or a seeded synthetic noisy pattern of TEST_SIZE²."""
-    if test_image is None:
-        rng = np.random.default_rng(0)
-        y, x = np.mgrid[0:TEST_SIZE, 0:TEST_SIZE] / TEST_SIZE
-        clean = np.stack([0.5 + 0.3 * np.sin(2 * np.pi * (3 + c) * x) * np.cos(2 * np.pi * 2 * y)
-                          for c in range(channels)], axis=-1)
-        unit = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1)
-        test_image = (np.rint(unit * PEAKS[dtype]) if dtype != "float32" else unit).astype(dtype)
-    test_image = np.asarray(test_image)
-    image = test_image[..., None] if test_image.ndim == 2 else test_image
-    if image.ndim != 3 or image.shape[2] != channels or str(image.dtype) != dtype:
-        raise ValueError(f"test_image: expected (H, W{', C' if channels > 1 else ''}) with {channels} channel(s) "
-                         f"of dtype {dtype}, got shape {test_image.shape} of dtype {test_image.dtype}")
-    if min(image.shape[:2]) < MIN_SIZE:
-        raise ValueError(f"test_image: needs at least {MIN_SIZE}x{MIN_SIZE} pixels, got {image.shape[:2]}")
-    height, width = (MIN_SIZE + (side - MIN_SIZE) // ALIGNMENT * ALIGNMENT for side in image.shape[:2])
-    return np.ascontiguousarray(image[:height, :width].transpose(2, 0, 1)[None])
 
 
 def _test_tensors(net, test_input, dtype, onnx_path):
@@ -86,10 +49,13 @@ def _test_tensors(net, test_input, dtype, onnx_path):
 
 
 def _cover(test_input, test_output, peak):
-    """A 2:1 image for the model zoo: the test input beside the output, as 8-bit grey (first channel) or RGB."""
+    """A 2:1 image for the model zoo: the test input beside the output (a volume's middle z slice), as 8-bit grey
+    (first channel) or RGB."""
     from PIL import Image
 
     def to8(array):
+        if array.ndim == 5:
+            array = array[:, :, array.shape[2] // 2]
         picture = array[0, :3] if array.shape[1] >= 3 else array[0, :1]
         return from_unit(picture / peak, np.uint8).transpose(1, 2, 0)
 
@@ -104,14 +70,16 @@ def _training_rows(state):
     if state is None:
         return [("training record", "none: exported from a model object, not from a checkpoint")]
     args, data = state["train_args"], state["train_args"].get("data") or {}
+    crop, items = args.get("crop"), ("volume(s)" if args.get("dims") == 3 else "image(s)")
+    crop = "x".join(map(str, crop)) if isinstance(crop, (list, tuple)) else f"{crop}²"
     mode = {"noisy": "Noise2Noise (noisy targets)", "clean": "Noise2Clean (clean targets)",
             "pairs": "Noise2Noise on real noisy pairs", "neighbor": "Neighbor2Neighbor (single noisy images)"}
     rows = [("method", mode.get(args.get("mode"), str(args.get("mode")))),
             ("noise model (training)", str(args.get("noise"))),
             ("loss", str(args.get("loss"))),
             ("steps", f"{state['step']} of {args.get('steps')}, batch {args.get('batch_size')} per rank x "
-                      f"{args.get('world_size')} rank(s), {args.get('crop')}² crops, lr {args.get('lr')}"),
-            ("training data", f"{data.get('count')} image(s), dtype {', '.join(data.get('dtypes') or [])}, "
+                      f"{args.get('world_size')} rank(s), {crop} crops, lr {args.get('lr')}"),
+            ("training data", f"{data.get('count')} {items}, dtype {', '.join(data.get('dtypes') or [])}, "
                               f"shapes {(data.get('shapes') or [])[:4]}{' ...' if data.get('count', 0) > 4 else ''}"),
             ("seed, precision", f"{args.get('seed')}, {args.get('precision')}")]
     if state.get("best_psnr") is not None:
@@ -119,13 +87,31 @@ def _training_rows(state):
     return rows
 
 
+def _sizes_text(net):
+    """The model card's sentence on sizes, tiles and halo (from package_tensors.space_axes)."""
+    axes = space_axes(net)
+    y = axes[-1]
+    if net.dims == 2:
+        return (f"Any height and width work (the network mirror-pads to a multiple of {y.step} internally); tiles of\n"
+                f"  {y.min} + k·{y.step} pixels with a halo of {y.halo} per side avoid the padding cost and tile "
+                "seams.")
+    z = axes[0]
+    return (f"Any depth, height and width work (the network mirror-pads z to a multiple of {z.step} and y, x to a\n"
+            f"  multiple of {y.step} internally); tiles of {z.min} + k·{z.step} slices by {y.min} + k·{y.step} "
+            f"pixels, with a halo\n  of {z.halo} slice(s) and {y.halo} pixels per side, avoid the padding cost and "
+            "tile seams.")
+
+
 def _model_card(name, net, state, dtype):
     rows = "\n".join(f"| {label} | {value} |" for label, value in _training_rows(state))
+    what = "2-D image" if net.dims == 2 else "3-D volume"
+    layout = "(batch, channel, y, x)" if net.dims == 2 else "(batch, channel, z, y, x)"
+    sizes = "height and width" if net.dims == 2 else "depth, height and width"
     return f"""# {name}
 
 A Noise2Noise denoiser: the U-Net of Lehtinen et al. (ICML 2018, Appendix Table 2; {net.features}-channel encoder)
-trained and exported with n2n_fast {__version__}. It maps a noisy {net.in_channels}-channel 2-D image to an
-estimate of the clean image of the same size.
+trained and exported with n2n_fast {__version__}. It maps a noisy {net.in_channels}-channel {what} to an
+estimate of the clean {what.split()[-1]} of the same size.
 
 ## Training
 
@@ -135,12 +121,11 @@ estimate of the clean image of the same size.
 
 ## Input and output
 
-- Input `input`: (batch, channel, y, x), dtype {dtype}; preprocessing scales it by 1/{PEAKS[dtype]:g} into the
+- Input `input`: {layout}, dtype {dtype}; preprocessing scales it by 1/{PEAKS[dtype]:g} into the
   network's [0, 1] units.
 - Output `output`: float32, same shape, scaled back by {PEAKS[dtype]:g} into the input's units (not clipped).
-- Any height and width work (the network mirror-pads to a multiple of {ALIGNMENT} internally); tiles of
-  {MIN_SIZE} + k·{ALIGNMENT} pixels with a halo of {HALO} per side avoid the padding cost and tile seams.
-- Weights: ONNX (dynamic batch, height and width) and the PyTorch state dict of `n2n_fast.unet.UNet`.
+- {_sizes_text(net)}
+- Weights: ONNX (dynamic batch, {sizes}) and the PyTorch state dict of `n2n_fast.unet.UNet`.
 
 ## Validation
 
@@ -155,13 +140,16 @@ levels or other image content can give artefacts; compare with the raw data befo
 """
 
 
-def _axes(channels, output):
+def _axes(net, output):
+    """The axes of the input (sizes min + k·step) or of the output (the input's sizes, with the halo)."""
+    channels = net.out_channels if output else net.in_channels
     names = ["red", "green", "blue"] if channels == 3 else [f"channel{i}" for i in range(channels)]
     if output:
-        space = [{"type": "space", "id": axis, "size": {"tensor_id": "input", "axis_id": axis}, "halo": HALO}
-                 for axis in ("y", "x")]
+        space = [{"type": "space", "id": axis.id, "size": {"tensor_id": "input", "axis_id": axis.id},
+                  "halo": axis.halo} for axis in space_axes(net)]
     else:
-        space = [{"type": "space", "id": axis, "size": {"min": MIN_SIZE, "step": ALIGNMENT}} for axis in ("y", "x")]
+        space = [{"type": "space", "id": axis.id, "size": {"min": axis.min, "step": axis.step}}
+                 for axis in space_axes(net)]
     return [{"type": "batch"}, {"type": "channel", "channel_names": names}] + space
 
 
@@ -193,11 +181,11 @@ def _description(folder, net, state, *, name, authors, license, dtype, opset):
         "authors": [author if isinstance(author, dict) else {"name": author} for author in authors],
         "cite": [_CITE], "license": license,
         "documentation": _file(folder, "card"), "covers": [_file(folder, "cover")],
-        "tags": ["denoising", "noise2noise", "unet", "2d", "n2n_fast", "pytorch", "onnx"],
-        "inputs": [{"id": "input", "axes": _axes(net.in_channels, False), "data": {"type": dtype},
+        "tags": ["denoising", "noise2noise", "unet", f"{net.dims}d", "n2n_fast", "pytorch", "onnx"],
+        "inputs": [{"id": "input", "axes": _axes(net, False), "data": {"type": dtype},
                     "test_tensor": _file(folder, "test_in"), "sample_tensor": _file(folder, "sample_in"),
                     "preprocessing": scale_in}],
-        "outputs": [{"id": "output", "axes": _axes(net.out_channels, True), "data": {"type": "float32"},
+        "outputs": [{"id": "output", "axes": _axes(net, True), "data": {"type": "float32"},
                      "test_tensor": _file(folder, "test_out"), "sample_tensor": _file(folder, "sample_out"),
                      "postprocessing": scale_out}],
         "weights": {"pytorch_state_dict": state_dict, "onnx": onnx},
@@ -235,12 +223,14 @@ def write_package(net, state, path, *, name=None, authors=None, license="CC-BY-4
     name: model name (default from the channel count); authors: list of names, or dicts that may add
       "github_user", "affiliation", "orcid" (default: the current user's login name); license: SPDX id of the
       weights' license; input_dtype: "uint8", "uint16" or "float32" (default: the training data's dtype);
-      test_image: numpy (H, W) or (H, W, C) of that dtype, at least MIN_SIZE² (default: a synthetic noisy pattern).
+      test_image: numpy (H, W) or (H, W, C) of that dtype, at least 96² (default: a synthetic noisy pattern); for
+        a 3-D net (D, H, W) or (D, H, W, C), at least 3·2**z_pools x 96 x 96 (default: a noisy phantom of blobs);
+        cropped to a declared size (package_tensors.space_axes).
     """
     _check_card(name, authors, license)
     require("export", "export(format='bioimageio')", "onnx", "onnxscript", "onnxruntime", "bioimageio.spec")
-    dtype = _input_dtype(input_dtype, state)
-    test_input = _test_image(test_image, net.in_channels, dtype)
+    dtype = declared_dtype(input_dtype, state)
+    test_input = make_test_input(test_image, net, dtype)
     name = name or f"n2n_fast Noise2Noise {'RGB' if net.in_channels == 3 else f'{net.in_channels}-channel'} denoiser"
     authors = list(authors) if authors else [_user()]
     with tempfile.TemporaryDirectory(prefix="n2n_fast_bioimageio_") as scratch:
@@ -266,13 +256,14 @@ def write_package(net, state, path, *, name=None, authors=None, license="CC-BY-4
 
 
 def _write_samples(folder, test_input, test_output):
-    """The test tensors as TIFF images, (y, x) or (y, x, channel), for people browsing the package."""
+    """The test tensors as TIFF images for people browsing the package: (y, x) or (y, x, channel), a volume
+    (z, y, x) or (z, y, x, channel), one page per slice."""
     import tifffile
 
     for key, tensor in (("sample_in", test_input), ("sample_out", test_output)):
-        image = tensor[0].transpose(1, 2, 0)
-        rgb = image.shape[2] == 3
-        tifffile.imwrite(folder / _FILES[key], image if rgb else image.transpose(2, 0, 1).squeeze(0),
+        image = np.moveaxis(tensor[0], 0, -1)
+        rgb = image.shape[-1] == 3
+        tifffile.imwrite(folder / _FILES[key], image if rgb else tensor[0].squeeze(0),
                          photometric="rgb" if rgb else "minisblack")
 
 

@@ -1,5 +1,5 @@
-"""n2n_fast.export: a trained U-Net as an ONNX model or a bioimage.io package, for Fiji/deepImageJ, ilastik,
-napari, onnxruntime and other runtimes that do not run Python checkpoints.
+"""n2n_fast.export: a trained U-Net (2-D or 3-D) as an ONNX model or a bioimage.io package, for Fiji/deepImageJ,
+ilastik, napari, onnxruntime and other runtimes that do not run Python checkpoints.
 
 The ONNX model is built in n2n_fast/interop/onnx_model.py, the bioimage.io package in n2n_fast/interop/bioimageio.py.
 """
@@ -58,14 +58,15 @@ def check_destination(path, format, overwrite):
 def export(model_or_checkpoint, path, format=None, *, overwrite=False, **package):
     """Write a trained U-Net to `path` in `format`, for runtimes outside n2n_fast; returns the Path written.
 
-    model_or_checkpoint: an n2n_fast.UNet, or the path of a checkpoint written by `train` (its training record
-      then fills the bioimage.io model card).
-    format: "onnx" (a .onnx file: input "input" (B, C, H, W) float32 in [0, 1] -> output "output", any batch,
-      height and width) or "bioimageio" (a .zip model package: rdf.yaml, ONNX and state-dict weights, test tensors,
-      model card; validated with bioimageio.spec before it is written); None: from the suffix of `path`.
+    model_or_checkpoint: an n2n_fast.UNet (dims=2 or 3), or the path of a checkpoint written by `train` (its
+      training record then fills the bioimage.io model card).
+    format: "onnx" (a .onnx file: input "input" (B, C, H, W), or (B, C, D, H, W) for a 3-D net, float32 in the
+      network's data units ([0, 1] unless it carries a normalisation map) -> output "output", any batch and sizes)
+      or "bioimageio" (a .zip model package: rdf.yaml, ONNX and state-dict weights, test tensors, model card;
+      validated with bioimageio.spec before it is written); None: from the suffix of `path`.
     overwrite: replace an existing file at `path` (otherwise that is an error).
     package: options of the bioimage.io package (see n2n_fast.interop.bioimageio.write_package): name, authors, license,
-      input_dtype, test_image.
+      input_dtype, test_image (an image, or a volume (D, H, W[, C]) for a 3-D net).
     Needs the [export] extra: pip install 'n2n_fast[export]'."""
     path, format = check_destination(path, format, overwrite)
     if format == "onnx" and package:
@@ -75,10 +76,6 @@ def export(model_or_checkpoint, path, format=None, *, overwrite=False, **package
         raise TypeError(f"export: unknown option(s) {', '.join(unknown)}; the bioimage.io package takes "
                         f"{', '.join(PACKAGE_OPTIONS)}")
     net, state = resolve(model_or_checkpoint)
-    if net.dims != 2:  # the ONNX graph pads y and x only (AlignedUNet): 3-D export is not built yet
-        raise ValueError(f"model_or_checkpoint: a 3-D network (dims={net.dims}) cannot be exported yet: ONNX and "
-                         "bioimage.io export take 2-D networks only (docs/volumes.md §3); use it from Python with "
-                         "n2n_fast.denoise(model, volume, axes='ZYX')")
     if format == "onnx":
         require("export", "export(format='onnx')", *ONNX_MODULES)
         with atomic_path(path) as temporary:

@@ -1,11 +1,13 @@
-"""A trained U-Net as an ONNX model with dynamic batch, height and width, checked against PyTorch.
+"""A trained U-Net as an ONNX model with dynamic batch and spatial sizes (height and width; depth too for a 3-D
+network), checked against PyTorch.
 
-Why the U-Net is wrapped: its eager forward pads to a multiple of 32 only when the size needs it (a Python branch),
-so an exporter keeps whichever branch the example input took and the graph fails at other sizes; and
+Why the U-Net is wrapped: its eager forward pads to its alignment only when the size needs it (a Python branch), so
+an exporter keeps whichever branch the example input took and the graph fails at other sizes; and
 `padding.mirror_index` takes a remainder by a Python int, which the dynamo exporter cannot translate when that int
-is a symbolic size. `AlignedUNet` always pads (by zero rows when aligned), with the padded length computed by
-integer arithmetic on the size and the reflection on int64 tensors, so one graph serves every batch, height and
-width. In eager mode it equals `UNet.forward` bitwise (the padding gathers the same pixels; tests check it).
+is a symbolic size. `AlignedUNet` always pads every spatial axis (by zero elements when aligned) to that axis's
+multiple in `net.spatial_alignment` ((32, 32), or (2**z_pools, 32, 32) for volumes), with the padded length
+computed by integer arithmetic on the size and the reflection on int64 tensors, so one graph serves every batch
+and size. In eager mode it equals `UNet.forward` bitwise (the padding gathers the same pixels; tests check it).
 """
 import contextlib
 import io
@@ -23,8 +25,11 @@ ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 # onnxruntime (MLAS) and torch (oneDNN) sum the convolutions in different orders: the paper U-Net's outputs differ
 # by a few float32 ulps of values near 1 (measured: up to about 2e-6); these bounds leave room for other CPUs.
 ONNX_RTOL, ONNX_ATOL = 1e-4, 1e-5
-_EXAMPLE_SIZE = 64  # the traced example; batch, height and width are declared dynamic
+_EXAMPLE_SIZE = 2 * ALIGNMENT  # the traced example's height and width; batch and all spatial sizes are dynamic
 _CHECK_SHAPE = (2, 33, 47)  # (batch, height, width) run through onnxruntime after export: unaligned and batched
+# A volume's check is smaller across (19 x 13 pads to 32 x 32): the full-resolution 3x3x3 convolutions of the paper
+# network cost about 30x the 2-D ones per voxel, and its depth pads to a multiple of up to 32 slices.
+_CHECK_HEIGHT_WIDTH_3D = (19, 13)
 # The lowest opset torch's dynamo exporter writes natively (asking for less fails in its version converter), so older
 # runtimes read the file too: onnxruntime >= 1.14, where torch 2.14's default, opset 20, needs 1.17.
 ONNX_OPSET = 18
@@ -42,21 +47,25 @@ def _mirror_positions(length, size):
 
 
 class AlignedUNet(nn.Module):
-    """`UNet` whose padding to a multiple of 32 is part of the traced graph: (B, C, H, W) -> (B, C', H, W) for
-    any B, H, W >= 1, equal to `net(x)`. Wraps (shares) `net`'s parameters."""
+    """`UNet` whose mirror padding to its alignment is part of the traced graph: (B, C, H, W) -> (B, C', H, W),
+    or (B, C, D, H, W) -> (B, C', D, H, W) for a 3-D net, for any sizes >= 1, equal to `net(x)`. Each spatial axis
+    is padded at its far end to its multiple in `net.spatial_alignment`, as UNet.forward does. Wraps (shares)
+    `net`'s parameters."""
 
     def __init__(self, net):
         super().__init__()
         self.net = net
 
     def forward(self, x):
-        height, width = x.shape[-2], x.shape[-1]
-        padded_h = (height + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
-        padded_w = (width + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        sizes = x.shape[2:]
         x = self.net.to_network_units(x)  # the training data's map, when the net has one, is part of the graph
-        x = x.index_select(-2, _mirror_positions(padded_h, height))
-        x = x.index_select(-1, _mirror_positions(padded_w, width))
-        return self.net.to_data_units(self.net._core(x)[..., :height, :width])
+        for dim, (size, alignment) in enumerate(zip(sizes, self.net.spatial_alignment), 2):
+            padded = (size + alignment - 1) // alignment * alignment
+            x = x.index_select(dim, _mirror_positions(padded, size))
+        y = self.net._core(x)
+        for dim, size in enumerate(sizes, 2):
+            y = y.narrow(dim, 0, size)
+        return self.net.to_data_units(y)
 
 
 class _TorchvisionNotes(logging.Filter):
@@ -79,20 +88,36 @@ def _without_torchvision_notes():
         logger.removeFilter(notes)
 
 
+def _example_and_probe_shapes(net):
+    """(shape traced at export, shape run through onnxruntime after it), both (B, C, [D,] H, W). The traced sizes
+    are twice the alignment (64, and 2 * 2**z_pools slices), so the deepest level's maps are 2 wide: torch.export
+    specialises sizes 0 and 1, and a deepest map of size 1 would fix the input's size. A volume is traced at batch
+    2: traced at batch 1, a one-channel volume's ONNX input came out with the batch fixed to 1 (torch 2.14;
+    three channels and 2-D kept it dynamic). The probe's depth is at least 3 slices and, when z
+    is pooled, one short of the z alignment (unaligned, padded by one slice)."""
+    channels, batch, height, width = net.in_channels, *_CHECK_SHAPE
+    if net.dims == 2:
+        return (1, channels, _EXAMPLE_SIZE, _EXAMPLE_SIZE), (batch, channels, height, width)
+    z_alignment = net.spatial_alignment[0]
+    return ((2, channels, 2 * z_alignment, _EXAMPLE_SIZE, _EXAMPLE_SIZE),
+            (batch, channels, max(3, z_alignment - 1), *_CHECK_HEIGHT_WIDTH_3D))
+
+
 def write_onnx(net, path):
-    """Export `net` (a CPU UNet) to the ONNX file `path` (weights inside, dynamic batch/height/width), check it
-    with onnx.checker and onnxruntime, and return its opset version."""
+    """Export `net` (a CPU UNet, 2-D or 3-D) to the ONNX file `path` (weights inside, dynamic batch and spatial
+    sizes), check it with onnx.checker and onnxruntime, and return its opset version."""
     onnx, _, _ = require("export", "export(format='onnx')", *ONNX_MODULES)
-    example = torch.rand(1, net.in_channels, _EXAMPLE_SIZE, _EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
-    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    example_shape, probe_shape = _example_and_probe_shapes(net)
+    example = torch.rand(*example_shape, generator=torch.Generator().manual_seed(0))
+    names = ("depth", "height", "width")[3 - net.dims:]
+    dims = {0: torch.export.Dim("batch"), **{axis: torch.export.Dim(name) for axis, name in enumerate(names, 2)}}
     with contextlib.redirect_stdout(io.StringIO()), _without_torchvision_notes():  # the exporter prints progress
         torch.onnx.export(AlignedUNet(net).eval(), (example,), str(path), dynamo=True, external_data=False,
                           opset_version=ONNX_OPSET, dynamic_shapes={"x": dims}, input_names=[ONNX_INPUT],
                           output_names=[ONNX_OUTPUT])
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
-    batch, height, width = _CHECK_SHAPE
-    probe = torch.rand(batch, net.in_channels, height, width, generator=torch.Generator().manual_seed(1))
+    probe = torch.rand(*probe_shape, generator=torch.Generator().manual_seed(1))
     error = onnx_error(path, net, probe)
     if error is not None:
         raise RuntimeError(f"export: the ONNX model differs from the PyTorch model at {tuple(probe.shape)}: {error}")
@@ -100,7 +125,7 @@ def write_onnx(net, path):
 
 
 def run_onnx(path, array):
-    """onnxruntime's output for the float32 (B, C, H, W) numpy `array` on the CPU."""
+    """onnxruntime's output for the float32 (B, C, H, W) or (B, C, D, H, W) numpy `array` on the CPU."""
     (onnxruntime,) = require("export", "running an ONNX model", "onnxruntime")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run([ONNX_OUTPUT], {ONNX_INPUT: np.ascontiguousarray(array, dtype=np.float32)})[0]
