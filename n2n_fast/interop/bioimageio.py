@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..conventions import UINT_PEAKS, __version__
+from ..conventions import __version__
 from .onnx_model import ONNX_ATOL, ONNX_RTOL, run_onnx, write_onnx
 from ..extras import require
 from ..io import from_unit
