@@ -104,14 +104,14 @@ def _sizes_text(net):
 
 def _model_card(name, net, state, dtype):
     rows = "\n".join(f"| {label} | {value} |" for label, value in _training_rows(state))
-    what = "2-D image" if net.dims == 2 else "3-D volume"
+    thing = "image" if net.dims == 2 else "volume"
     layout = "(batch, channel, y, x)" if net.dims == 2 else "(batch, channel, z, y, x)"
     sizes = "height and width" if net.dims == 2 else "depth, height and width"
     return f"""# {name}
 
 A Noise2Noise denoiser: the U-Net of Lehtinen et al. (ICML 2018, Appendix Table 2; {net.features}-channel encoder)
-trained and exported with n2n_fast {__version__}. It maps a noisy {net.in_channels}-channel {what} to an
-estimate of the clean {what.split()[-1]} of the same size.
+trained and exported with n2n_fast {__version__}. It maps a noisy {net.in_channels}-channel {net.dims}-D {thing} to an
+estimate of the clean {thing} of the same size.
 
 ## Training
 

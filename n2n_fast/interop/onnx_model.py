@@ -27,8 +27,9 @@ ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_RTOL, ONNX_ATOL = 1e-4, 1e-5
 _EXAMPLE_SIZE = 2 * ALIGNMENT  # the traced example's height and width; batch and all spatial sizes are dynamic
 _CHECK_SHAPE = (2, 33, 47)  # (batch, height, width) run through onnxruntime after export: unaligned and batched
-# A volume's check is smaller across (19 x 13 pads to 32 x 32): the full-resolution 3x3x3 convolutions of the paper
-# network cost about 30x the 2-D ones per voxel, and its depth pads to a multiple of up to 32 slices.
+# A volume's check is smaller across (19 x 13 pads to 32 x 32): its depth pads to up to 32 slices and a 3x3x3
+# convolution costs 3x a 3x3 one per voxel, so at 33 x 47 the paper network's check would cost about 100x the 2-D
+# one; at 19 x 13, about 24x.
 _CHECK_HEIGHT_WIDTH_3D = (19, 13)
 # The lowest opset torch's dynamo exporter writes natively (asking for less fails in its version converter), so older
 # runtimes read the file too: onnxruntime >= 1.14, where torch 2.14's default, opset 20, needs 1.17.
@@ -93,8 +94,8 @@ def _example_and_probe_shapes(net):
     are twice the alignment (64, and 2 * 2**z_pools slices), so the deepest level's maps are 2 wide: torch.export
     specialises sizes 0 and 1, and a deepest map of size 1 would fix the input's size. A volume is traced at batch
     2: traced at batch 1, a one-channel volume's ONNX input came out with the batch fixed to 1 (torch 2.14;
-    three channels and 2-D kept it dynamic). The probe's depth is at least 3 slices and, when z
-    is pooled, one short of the z alignment (unaligned, padded by one slice)."""
+    three channels and 2-D kept it dynamic). The probe's depth is at least 3 slices and, when z is pooled, one
+    short of the z alignment (unaligned, padded by one slice)."""
     channels, batch, height, width = net.in_channels, *_CHECK_SHAPE
     if net.dims == 2:
         return (1, channels, _EXAMPLE_SIZE, _EXAMPLE_SIZE), (batch, channels, height, width)

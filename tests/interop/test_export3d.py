@@ -21,9 +21,10 @@ from n2n_fast.interop.onnx_model import ONNX_ATOL, ONNX_RTOL, AlignedUNet, run_o
 
 # (batch, depth, height, width): odd sizes in every axis with a batch, a single slice, a few slices
 ONNX_SIZES = [(2, 13, 37, 41), (1, 1, 37, 41), (1, 4, 37, 41)]
-# (in_channels, z_pools, normalisation): grey and RGB, z alignments 4 and 8 and 2, one with a map
-NETS = [(1, 2, None), (3, 3, None), (1, 1, (120.0, 35.0))]
-MAPPED = 2  # the index of the one with a map
+# (in_channels, z_pools, normalisation): grey without a map (z alignment 4), RGB with one (z alignment 2); each
+# export costs 15-20 s on the shared cores, so one network covers both the channels and the map
+NETS = [(1, 2, None), (3, 1, (120.0, 35.0))]
+MAPPED = 1  # the index of the one with a map
 
 
 def _assert_close_to_torch(got, expected, net=None):
@@ -32,8 +33,8 @@ def _assert_close_to_torch(got, expected, net=None):
     rounding differences, so data-unit outputs are mapped back by (y - offset) / scale first. Those differences
     also grow with the size of the activations, and these untrained features-8 networks output up to 3-4 (a
     trained denoiser's outputs lie near [0, 1]): the absolute part is scaled by max(1, max|y|). Measured
-    (tests' sizes, 3 draws each): up to 1.3e-5 where max|y| was 3-3.7, i.e. 0.64-1.05 of the unscaled bound;
-    the paper-width 3-D net (features 48) stays within 0.31 of it unscaled."""
+    (these sizes, 3 draws each, docs/export.md §4): NETS within 0.31 of the unscaled bound, but another seed's
+    grey z_pools-1 network, max|y| 3-3.7, up to 1.05 of it; the paper-width net (features 48) within 0.31."""
     assert got.shape == expected.shape
     if net is not None and net.normalisation is not None:
         offset, scale = net.normalisation
