@@ -1,5 +1,6 @@
 """3-D tiling ops: extension (CPU kernels over the shared csrc/tiling3d.h) == plain PyTorch reference, bitwise on
 the CPU; dispatch and refusals; CUDA build and kernels."""
+import ctypes
 import os
 import re
 import shutil
@@ -282,6 +283,84 @@ def test_old_build_without_3d_ops_falls_back_to_reference(monkeypatch):
     impl = _backend.OPS["tile_blend_3d"][0]
     assert impl.refusal(torch.device("cpu")) == "the built extension has no op n2n_fast::tile_blend_3d (rebuild it)"
     assert tile_ops("cpu", dims=3) == (ref.tile_gather_3d, ref.tile_blend_3d)
+
+
+# The CUDA kernels' element forms (gather3_element, blend3_element), built for the host with the system compiler
+# against csrc/tiling3d.h alone (no torch headers: a second), so a machine without a GPU checks the index, leader
+# and summation-order arithmetic the GPU runs against the CPU row forms. float32 volume and tiles.
+_ELEMENT_HARNESS = r"""
+#include "tiling3d.h"
+using namespace n2n_fast;
+extern "C" void gather_elements(const float* in, float* out, const int64_t* index, const int64_t* z,
+                                const int64_t* y, const int64_t* x, const int64_t* d) {
+  const Gather3Args a{index, {z, y, x}, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12],
+                      d[13]};
+  for (int64_t i = 0; i < d[0] * a.C * a.td * a.th * a.tw; ++i) {
+    const int64_t tx = i % a.tw, ty = (i / a.tw) % a.th, tz = (i / (a.tw * a.th)) % a.td;
+    const int64_t c = (i / (a.tw * a.th * a.td)) % a.C, k = i / (a.tw * a.th * a.td * a.C);
+    out[i] = gather3_element<float, float>(a, in, k, c, tz, ty, tx);
+  }
+}
+extern "C" void blend_elements(const float* tiles, float* out, const int64_t* index, const int64_t* z,
+                               const int64_t* y, const int64_t* x, const float* wz, const float* wy, const float* wx,
+                               const int64_t* d) {
+  const Blend3Args a{index, {z, y, x}, wz, wy, wx, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9],
+                     d[10], d[11], d[12], d[13], d[14]};
+  for (int64_t i = 0; i < a.K * a.C * a.td * a.th * a.tw; ++i) {
+    const int64_t tx = i % a.tw, ty = (i / a.tw) % a.th, tz = (i / (a.tw * a.th)) % a.td;
+    const int64_t c = (i / (a.tw * a.th * a.td)) % a.C, k = i / (a.tw * a.th * a.td * a.C);
+    blend3_element(a, tiles, out, k, c, tz, ty, tx);
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def element_forms(tmp_path_factory):
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on PATH")
+    folder = tmp_path_factory.mktemp("element_forms")
+    (folder / "harness.cpp").write_text(_ELEMENT_HARNESS)
+    root = os.path.join(os.path.dirname(__file__), "..", "csrc")
+    subprocess.run([compiler, "-O2", "-std=c++17", "-shared", "-fPIC", f"-I{root}", str(folder / "harness.cpp"),
+                    "-o", str(folder / "harness.so")], check=True, capture_output=True, timeout=300)
+    return ctypes.CDLL(str(folder / "harness.so"))
+
+
+def _pointer(tensor):
+    """The address of `tensor`'s data: the caller keeps `tensor` alive while C reads it."""
+    return ctypes.c_void_p(tensor.data_ptr())
+
+
+def _dims(*values):
+    return torch.tensor([int(v) for v in values], dtype=torch.int64)
+
+
+@pytest.mark.parametrize("blend", list(BLEND_MODES))
+def test_cuda_element_forms_equal_cpu_row_forms(ext, gen, element_forms, blend):
+    """gather3_element / blend3_element (what the CUDA kernels run per thread) == the CPU op, bitwise, on a slab with
+    overrunning tiles, a strided volume and a strided out."""
+    shape = (2, 2, 13, 21, 19)
+    grid = Grid(shape, (4, 16, 16), (2, 8, 8), mode=blend)
+    plane0, planes = 3, 7
+    index = grid.index[(grid.z[grid.index[:, 1]] >= 2) & (grid.z[grid.index[:, 1]] + grid.tile[0] <= 12)]
+    volume = torch.rand(shape[0], *shape[2:], shape[1], generator=gen).permute(0, 4, 1, 2, 3)[:, :, 2:12]
+    got = torch.empty((index.shape[0], shape[1], *grid.tile))
+    sizes = _dims(index.shape[0], shape[1], *grid.tile, 13, 21, 19, 2, *volume.stride())  # alive during the call
+    element_forms.gather_elements(_pointer(volume), _pointer(got), _pointer(index), _pointer(grid.z),
+                                  _pointer(grid.y), _pointer(grid.x), _pointer(sizes))
+    assert torch.equal(got, grid.gather(ext, volume, torch.float32, 2, index))
+    tiles = torch.randn(got.shape, generator=gen)
+    weights = [ref.axis_weights(o.tolist(), t, ov, grid.mode) for o, t, ov in zip((grid.z, grid.y, grid.x),
+                                                                                  grid.tile, grid.overlap)]
+    start = torch.randn(shape[0], planes, *shape[3:], shape[1], generator=gen).permute(0, 4, 1, 2, 3)
+    want, out = start.clone(), start.clone()
+    grid.blend(ext, want, tiles, plane0, index)
+    sizes = _dims(index.shape[0], shape[1], *grid.tile, 13, 21, 19, plane0, planes, *out.stride())
+    element_forms.blend_elements(_pointer(tiles), _pointer(out), _pointer(index), _pointer(grid.z), _pointer(grid.y),
+                                 _pointer(grid.x), *(_pointer(w) for w in weights), _pointer(sizes))
+    assert torch.equal(out, want) and not torch.equal(out, start)
 
 
 def test_cuda_kernels_compile_without_spills(tmp_path):
