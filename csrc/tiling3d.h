@@ -66,13 +66,28 @@ N2N_HD OutT gather3_element(const Gather3Args& a, const InT* in, int64_t k, int6
   return unit_value<OutT>(in[offset]);
 }
 
-// One tile row (k, c, tz, ty) of tw elements, row order (the CPU form): the same values as gather3_element.
+// One tile row (k, c, tz, ty) of tw elements, row order (the CPU form): the same values as gather3_element. The
+// columns inside the volume, [inside0, inside1) of the tile, need no mirroring: a plain strided (for a contiguous
+// row: unit-stride, vectorisable) copy; only the padding at either end goes through mirror_index.
 template <typename InT, typename OutT>
 N2N_HD void gather3_row(const Gather3Args& a, const InT* in, OutT* dst, int64_t k, int64_t c, int64_t tz,
                         int64_t ty) {
   const Tile3 t = tile3(a.index, a.origins, k);
   const InT* src = in + gather3_row_offset(a, t, c, tz, ty);
-  for (int64_t tx = 0; tx < a.tw; ++tx) dst[tx] = unit_value<OutT>(src[mirror_index(t.x + tx, a.width) * a.in_sx]);
+  const int64_t inside0 = t.x < 0 ? (-t.x < a.tw ? -t.x : a.tw) : 0;
+  const int64_t inside1 = a.width - t.x < a.tw ? (a.width - t.x > inside0 ? a.width - t.x : inside0) : a.tw;
+  for (int64_t tx = 0; tx < inside0; ++tx) {
+    dst[tx] = unit_value<OutT>(src[mirror_index(t.x + tx, a.width) * a.in_sx]);
+  }
+  const InT* row = src + t.x * a.in_sx;
+  if (a.in_sx == 1) {
+    for (int64_t tx = inside0; tx < inside1; ++tx) dst[tx] = unit_value<OutT>(row[tx]);
+  } else {
+    for (int64_t tx = inside0; tx < inside1; ++tx) dst[tx] = unit_value<OutT>(row[tx * a.in_sx]);
+  }
+  for (int64_t tx = inside1; tx < a.tw; ++tx) {
+    dst[tx] = unit_value<OutT>(src[mirror_index(t.x + tx, a.width) * a.in_sx]);
+  }
 }
 
 // ---- blend
