@@ -135,6 +135,7 @@ class Impl:
 _NOISE = Accepts(dtypes=(("clean", NOISE_INPUTS), ("out_dtype", NOISE_OUTPUTS)), ranks=(4,))
 _PHILOX = Accepts(dtypes=(("counters", (torch.int32,)),))
 _TILES = Accepts(dtypes=(("image", TILE_IMAGES),))
+_VOLUME_TILES = Accepts(dtypes=(("volume", TILE_IMAGES),))
 
 # Per-op priority lists, fastest first. The reference is last: it serves every dtype the public API accepts and
 # is the oracle.
@@ -176,6 +177,14 @@ OPS = {
     "tile_blend": (
         Impl("extension", "ops.tiling:tile_blend", ext_op="tile_blend"),
         Impl("reference", "reference.tiling:tile_blend"),
+    ),
+    "tile_gather_3d": (
+        Impl("extension", "ops.tiling:tile_gather_3d", ext_op="tile_gather_3d", accepts=_VOLUME_TILES),
+        Impl("reference", "reference.tiling:tile_gather_3d", accepts=_VOLUME_TILES),
+    ),
+    "tile_blend_3d": (
+        Impl("extension", "ops.tiling:tile_blend_3d", ext_op="tile_blend_3d"),
+        Impl("reference", "reference.tiling:tile_blend_3d"),
     ),
 }
 

@@ -93,3 +93,56 @@ def tile_blend(out, tiles, index, row_origins, col_origins, height, width, row0,
         values = tiles[k, :, y0 - top:y1 - top, x0 - left:x1 - left].to(torch.float32) * weight
         out[n, :, y0 - row0:y1 - row0, x0:x1] += torch.where(weight == 0, 0.0, values)
     return None
+
+
+# ---- volumes (N, C, planes, H, W): the same rules along z, y and x (csrc/tiling3d.h)
+
+def _slab_planes(front, tile_d, depth, plane0, planes, device):
+    """Slab positions of the (mirrored) volume planes a tile starting at plane `front` reads; ValueError when one
+    lies outside the held slab [plane0, plane0 + planes)."""
+    wanted = mirror_index(torch.arange(front, front + tile_d, device=device), depth)
+    low, high = int(wanted.min()), int(wanted.max())
+    if low < plane0 or high >= plane0 + planes:
+        raise ValueError(f"tile_gather_3d: volume: a tile at plane {front} reads volume planes [{low}, {high}] but "
+                         f"the slab holds planes [{plane0}, {plane0 + planes})")
+    return wanted - plane0
+
+
+def tile_gather_3d(volume, index, z_origins, y_origins, x_origins, tile_d, tile_h, tile_w, depth, plane0, dtype):
+    """(K, C, tile_d, tile_h, tile_w) tiles of `dtype` from volume (N, C, planes, H, W) holding volume planes
+    [plane0, plane0 + planes) of a volume `depth` planes deep; index rows (n, iz, iy, ix)."""
+    planes, height, width = volume.shape[-3:]
+    device = volume.device
+    tiles = []
+    for n, iz, iy, ix in index.tolist():
+        front, top, left = int(z_origins[iz]), int(y_origins[iy]), int(x_origins[ix])
+        zs = _slab_planes(front, tile_d, depth, plane0, planes, device)
+        rows = mirror_index(torch.arange(top, top + tile_h, device=device), height)
+        cols = mirror_index(torch.arange(left, left + tile_w, device=device), width)
+        tiles.append(to_unit(volume[n].index_select(1, zs).index_select(2, rows).index_select(3, cols), dtype))
+    if not tiles:
+        return torch.empty((0, volume.shape[1], tile_d, tile_h, tile_w), dtype=dtype, device=device)
+    return torch.stack(tiles)
+
+
+def tile_blend_3d(out, tiles, index, z_origins, y_origins, x_origins, depth, height, width, plane0, overlap_z,
+                  overlap_y, overlap_x, blend_mode):
+    """Adds the weighted tiles, in index order, into out (float32 (N, C, planes, height, width) = volume planes
+    from plane0); the weight is (w_z * w_y) * w_x in float32, each axis normalised as in 2-D."""
+    tile_d, tile_h, tile_w = tiles.shape[-3:]
+    weight_z = axis_weights(z_origins.tolist(), tile_d, overlap_z, blend_mode).to(out.device)
+    weight_y = axis_weights(y_origins.tolist(), tile_h, overlap_y, blend_mode).to(out.device)
+    weight_x = axis_weights(x_origins.tolist(), tile_w, overlap_x, blend_mode).to(out.device)
+    slab_end = plane0 + out.shape[2]
+    for k, (n, iz, iy, ix) in enumerate(index.tolist()):
+        front, top, left = int(z_origins[iz]), int(y_origins[iy]), int(x_origins[ix])
+        z0, z1 = max(front, plane0, 0), min(front + tile_d, slab_end, depth)
+        y0, y1 = max(top, 0), min(top + tile_h, height)
+        x0, x1 = max(left, 0), min(left + tile_w, width)
+        if z0 >= z1 or y0 >= y1 or x0 >= x1:
+            continue
+        zs, ys, xs = slice(z0 - front, z1 - front), slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
+        weight = (weight_z[iz, zs, None, None] * weight_y[iy, None, ys, None]) * weight_x[ix, None, None, xs]
+        values = tiles[k, :, zs, ys, xs].to(torch.float32) * weight
+        out[n, :, z0 - plane0:z1 - plane0, y0:y1, x0:x1] += torch.where(weight == 0, 0.0, values)
+    return None
