@@ -47,14 +47,17 @@ def volume_crop_gather(flat, offsets, depths, heights, widths, inv_scale, volume
                        crop):
     device = flat.device
     slices, n, _ = crop
-    a, b = (t.unsqueeze(1) for t in _turned(bits, n, device))  # (B, 1, n, n)
-    s = torch.arange(slices, device=device).view(1, -1, 1, 1)
-    s = torch.where((bits & 8).view(-1, 1, 1, 1) != 0, slices - 1 - s, s)  # the z flip
-    height, width = heights[volume].view(-1, 1, 1, 1), widths[volume].view(-1, 1, 1, 1)
-    voxel = ((z.view(-1, 1, 1, 1) + s) * height + row.view(-1, 1, 1, 1) + a) * width + col.view(-1, 1, 1, 1) + b
-    stride = (depths[volume] * heights[volume] * widths[volume]).view(-1, 1, 1, 1, 1)
-    channel = torch.arange(channels, device=device).view(1, -1, 1, 1, 1)
-    index = offsets[volume].view(-1, 1, 1, 1, 1) + channel * stride + voxel.unsqueeze(1)
+    a, b = _turned(bits, n, device)  # (B, n, n)
+    s = torch.arange(slices, device=device).view(1, -1)
+    s = torch.where((bits & 8).view(-1, 1) != 0, slices - 1 - s, s)  # the z flip
+    height, width = heights[volume], widths[volume]
+    # small terms first, one add at the crops' size: the index of a voxel is the sum of a per-(sample, channel),
+    # a per-slice and a per-(row, column) term
+    in_plane = (row.view(-1, 1, 1) + a) * width.view(-1, 1, 1) + col.view(-1, 1, 1) + b  # (B, n, n)
+    in_depth = (z.view(-1, 1) + s) * (height * width).view(-1, 1)  # (B, slices)
+    stride = depths[volume] * height * width
+    first = offsets[volume].view(-1, 1) + torch.arange(channels, device=device).view(1, -1) * stride.view(-1, 1)
+    index = (first.view(-1, channels, 1, 1, 1) + in_depth.view(-1, 1, slices, 1, 1)) + in_plane.view(-1, 1, 1, n, n)
     return flat[index].float() * inv_scale[volume].view(-1, 1, 1, 1, 1)
 
 
