@@ -119,9 +119,13 @@ def test_a_crop_larger_than_a_volume_is_refused_naming_it():
         crops = DeviceVolumeCrops(store, data.DATA_KEY, data.SAMPLE, volumes.DEPTH)
         with pytest.raises(ValueError, match=f"crop: {'x'.join(map(str, crop))} .* larger than {volume}$"):
             crops.crops(0, torch.tensor(0), 0, 2, crop)
-    with pytest.raises(ValueError, match="crop: height and width must be equal"):
-        from n2n_fast.triton.crops import volume_crops
 
+
+def test_triton_volume_crops_refuse_unequal_height_and_width():
+    pytest.importorskip("triton")
+    from n2n_fast.triton.crops import volume_crops
+
+    with pytest.raises(ValueError, match="crop: height and width must be equal"):
         volume_crops(*_tables(torch.uint8, 1, torch.Generator()), 0, 0, 0, 2, PURPOSES, 1, (1, 4, 5))
 
 
