@@ -7,6 +7,9 @@ GB/s is measured against the floor every implementation shares: read the clean b
     pytest benchmarks/bench_noise.py --benchmark-only                      small sizes
     N2N_FAST_BENCH_FULL=1 pytest benchmarks/bench_noise.py --benchmark-only
     (full: 16x3x512x512 on a GPU; 4x3x128x128 on the CPU, the CPU training batch)
+Volumes: a (2, 1, 32, 64, 64) batch when full (the 3-D training batch of docs/volumes.md §5), (2, 1, 4, 16, 32)
+small, drawn through the image view (n2n_fast/noise.py, volume_as_images), Gaussian and Poisson, reported as the
+image rows.
 """
 import pytest
 import torch
@@ -18,6 +21,7 @@ from conftest import FULL, bench_device
 
 SHAPE = ((16, 3, 512, 512) if bench_device().type == "cuda" else (4, 3, 128, 128)) if FULL else (2, 3, 32, 32)
 SIZE = "x".join(map(str, SHAPE))
+VOLUME_SHAPE = (2, 1, 32, 64, 64) if FULL else (2, 1, 4, 16, 32)  # the reference Poisson takes ~40 s at full
 SIGMA = 25 / 255
 NOISES = {"gaussian": n2n_fast.Gaussian((0.0, 50 / 255)), "gaussian_fixed": n2n_fast.Gaussian(SIGMA),
           "poisson": n2n_fast.Poisson((0.001, 50.0)), "poisson_gaussian": n2n_fast.PoissonGaussian(30.0, 0.02),
@@ -59,12 +63,23 @@ def _pair_fn(impl, noise, out_dtype):
 @pytest.mark.parametrize("dtypes", list(DTYPES))
 @pytest.mark.parametrize("noise_name", list(NOISES))
 def test_noisy_pair(benchmark, record_throughput, device, noise_name, dtypes, impl):
+    _bench_pair(benchmark, record_throughput, device, noise_name, dtypes, impl, SHAPE)
+
+
+@pytest.mark.parametrize("impl", ["reference", "triton", "cpp", "eager"])
+@pytest.mark.parametrize("dtypes", list(DTYPES))
+@pytest.mark.parametrize("noise_name", ["gaussian_fixed", "poisson"])
+def test_noisy_pair_volumes(benchmark, record_throughput, device, noise_name, dtypes, impl):
+    _bench_pair(benchmark, record_throughput, device, noise_name, dtypes, impl, VOLUME_SHAPE)
+
+
+def _bench_pair(benchmark, record_throughput, device, noise_name, dtypes, impl, shape):
     reason = _refusal(impl, device, noise_name, dtypes)
     if reason:
         pytest.skip(reason)
     in_dtype, out_dtype = DTYPES[dtypes]
     gen = torch.Generator().manual_seed(0)
-    clean = torch.rand(SHAPE, generator=gen)
+    clean = torch.rand(shape, generator=gen)
     clean = (clean * 255).to(torch.uint8) if in_dtype == torch.uint8 else clean
     clean = clean.to(device)
     fn = _pair_fn(impl, NOISES[noise_name], out_dtype)
@@ -77,11 +92,12 @@ def test_noisy_pair(benchmark, record_throughput, device, noise_name, dtypes, im
     run()  # warm-up: Triton / inductor compile outside the timing
     benchmark(run)
     op = f"noisy_pair {noise_name} {dtypes}"
+    size = "x".join(map(str, shape))
     numel = clean.numel()
     nbytes = numel * (clean.element_size() + 2 * torch.empty((), dtype=out_dtype).element_size())
     if noise_name == "bernoulli":
-        nbytes += numel // SHAPE[1]
-    seconds = record_throughput(benchmark, op=op, size=SIZE, impl=impl, nbytes=nbytes,
-                                reference_seconds=_REFERENCE_SECONDS.get((op, SIZE)))
+        nbytes += numel // shape[1]
+    seconds = record_throughput(benchmark, op=op, size=size, impl=impl, nbytes=nbytes,
+                                reference_seconds=_REFERENCE_SECONDS.get((op, size)))
     if impl == "reference" and seconds:
-        _REFERENCE_SECONDS[op, SIZE] = seconds
+        _REFERENCE_SECONDS[op, size] = seconds

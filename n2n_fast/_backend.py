@@ -170,6 +170,13 @@ OPS = {
     "crop_gather": (  # training_crops' second half, for picks drawn by the philox op where Triton does not serve
         Impl("reference", "reference.crops:crop_gather"),
     ),
+    "volume_crops": (  # training_crops for volumes: (depth, height, width) crops, z flips (n2n_fast/crops.py)
+        Impl("triton", "triton.crops:volume_crops", accepts=Accepts(dtypes=(("flat", CROP_IMAGES),))),
+        Impl("reference", "reference.crops:volume_crops"),
+    ),
+    "volume_crop_gather": (  # volume_crops' second half, as crop_gather for images
+        Impl("reference", "reference.crops:volume_crop_gather"),
+    ),
     "tile_gather": (
         Impl("extension", "ops.tiling:tile_gather", ext_op="tile_gather", accepts=_TILES),
         Impl("reference", "reference.tiling:tile_gather", accepts=_TILES),

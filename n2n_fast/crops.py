@@ -1,10 +1,11 @@
 """Training crops picked and cut on the device, from a step held in device memory: no host work between launches.
 
 The picks are exactly data.draw_crops' (same Philox words, same `word % n` choices: n2n_fast/training/data.py documents
-the layout), computed from a 0-d int64 step tensor, so a replayed CUDA graph picks new crops at every step and a
-run resumed from a checkpoint continues the same sequence. The images of a store are packed into one flat buffer;
-one gather reads every crop, with its flip and quarter turns folded into the indices, and scales integers to [0, 1]
-by the same float32 factor the host path multiplies with.
+the layout; volumes: volumes.draw_volume_crops', DeviceVolumeCrops), computed from a 0-d int64 step tensor, so a
+replayed CUDA graph picks new crops at every step and a run resumed from a checkpoint continues the same sequence.
+The images of a store are packed into one flat buffer; one gather reads every crop, with its flips and quarter
+turns folded into the indices, and scales integers to [0, 1] by the same float32 factor the host path multiplies
+with.
 """
 import torch
 
@@ -24,8 +25,9 @@ class DeviceCrops:
         self.flat = torch.cat([image.reshape(-1).to(dtype) for image in images])
         numels = torch.tensor([image.numel() for image in images], dtype=torch.int64)
         self.offsets = (torch.cumsum(numels, 0) - numels).to(self.device)
-        self.heights = torch.tensor([h for h, _ in store.sizes], dtype=torch.int64, device=self.device)
-        self.widths = torch.tensor([w for _, w in store.sizes], dtype=torch.int64, device=self.device)
+        # the last two extents of every size: (H, W) of an image, (D, H, W) of a volume
+        self.heights = torch.tensor([size[-2] for size in store.sizes], dtype=torch.int64, device=self.device)
+        self.widths = torch.tensor([size[-1] for size in store.sizes], dtype=torch.int64, device=self.device)
         # the host path multiplies by the Python float 1/peak, which torch rounds to float32: the same factor
         self.inv_scale = torch.tensor([1.0 / scale for scale in store.scales], dtype=torch.float32,
                                       device=self.device)
@@ -78,3 +80,50 @@ class DeviceCrops:
         q = self.words(seed, step, index, count, purpose)[:, 0] % (realisations * (realisations - 1))
         first, second = q // (realisations - 1), q % (realisations - 1)
         return first, second + (second >= first).to(torch.int64)
+
+
+class DeviceVolumeCrops(DeviceCrops):
+    """The volumes of one volumes.VolumeStore, packed for on-device 3-D crops: volumes.draw_volume_crops' picks
+    (SAMPLE's words as for images, `depth_purpose`'s for the first slice and the z flip) and VolumeStore.crops' cut,
+    bit for bit. crop is (depth, height, width), height == width."""
+
+    def __init__(self, store, data_key, purpose, depth_purpose):
+        super().__init__(store, data_key, purpose)
+        self.depth_purpose, self.sizes = depth_purpose, [tuple(size) for size in store.sizes]
+        self.depths = torch.tensor([d for d, _, _ in self.sizes], dtype=torch.int64, device=self.device)
+
+    def check(self, crop):
+        """An error naming the first volume smaller than `crop` (host sizes: no sync); the picks would be wrong."""
+        for k, size in enumerate(self.sizes):
+            if any(extent > side for extent, side in zip(crop, size)):
+                raise ValueError(f"crop: {'x'.join(map(str, crop))} (depth x height x width) is larger than volume "
+                                 f"{k} of {'x'.join(map(str, size))}")
+
+    def picks(self, seed, step, index, count, crop):
+        """(volume, z, row, col, bits) int64 tensors of length `count`: volumes.draw_volume_crops' picks, on the
+        device (bits 0-2 the YX bits, bit 3 the z flip)."""
+        words = self.words(seed, step, index, count, self.purpose)
+        slices = self.words(seed, step, index, count, self.depth_purpose)
+        volume = words[:, 0] % len(self.heights)
+        z = slices[:, 0] % (self.depths[volume] - crop[0] + 1)
+        row = words[:, 1] % (self.heights[volume] - crop[1] + 1)
+        col = words[:, 2] % (self.widths[volume] - crop[2] + 1)
+        return volume, z, row, col, (words[:, 3] & 7) | ((slices[:, 1] & 1) << 3)
+
+    def crops(self, seed, step, index, count, crop):
+        """(count, C, depth, height, width) float32: the crops of `picks(...)`, in one `volume_crops` launch where
+        Triton serves, else the picks from the philox op and `cut`."""
+        self.check(crop)
+        name, fused = _backend.choose("volume_crops", self.device, None, flat=self.flat)
+        if name == "triton":
+            return fused(self.flat, self.offsets, self.depths, self.heights, self.widths, self.inv_scale,
+                         seed ^ self.data_key, step, index, count, (self.purpose, self.depth_purpose),
+                         self.channels, crop)
+        return self.cut(self.picks(seed, step, index, count, crop), crop)
+
+    def cut(self, picks, crop):
+        """(B, C, depth, height, width) float32: the crops of `picks`, flipped and turned as VolumeStore.crops."""
+        volume, z, row, col, bits = picks
+        _, gather = _backend.choose("volume_crop_gather", self.device, None, flat=self.flat)
+        return gather(self.flat, self.offsets, self.depths, self.heights, self.widths, self.inv_scale, volume, z,
+                      row, col, bits, self.channels, tuple(crop))

@@ -8,6 +8,7 @@ specialisation (dtypes, alignment, ints equal to 1), the launcher's argument bin
 launches train() makes.
 """
 import concurrent.futures
+import contextlib
 import itertools
 import os
 
@@ -155,6 +156,22 @@ def test_training_crops_every_image_dtype(dry_run, dtype, arch):
             out = fused(flat, *tables, 2**63 + 9, step, 2**32 - 1, 4, 0, 3, crop)
         assert _kernels(made) == ["_training_crops_kernel"] and made[0].arch == arch
         assert out.shape == (4, 3, crop, crop)
+
+
+@pytest.mark.parametrize("arch", [90, 80])
+@pytest.mark.parametrize("dtype", _accepted("volume_crops", "flat"), ids=str)
+def test_volume_crops_every_image_dtype(dry_run, dtype, arch):
+    """The crops kernel's VOLUMES specialisations: two volumes, crops of one slice and of several (odd sizes)."""
+    flat = _sample(dtype, (3 * (5 * 20 * 24 + 2 * 19 * 21),)).reshape(-1)
+    tables = (torch.tensor([0, 3 * 5 * 20 * 24]), torch.tensor([5, 2]), torch.tensor([20, 19]), torch.tensor([24, 21]),
+              torch.tensor([1 / 255, 1 / 255]))
+    _check_served_by_triton("volume_crops", flat=flat)
+    fused = _backend.choose("volume_crops", "cpu", flat=flat)[1]
+    for crop, step in (((1, 1, 1), 5), ((2, 16, 16), torch.tensor(3)), ((1, 17, 17), 2**32 - 1)):
+        with dry_run.target(arch), dry_run.recording() as made:
+            out = fused(flat, *tables, 2**63 + 9, step, 2**32 - 1, 4, (0, 3), 3, crop)
+        assert _kernels(made) == ["_training_crops_kernel"] and made[0].arch == arch
+        assert made[0].scalars[-1] is True and out.shape == (4, 3, *crop)  # VOLUMES
 
 
 # ---------------------------------------------------------------- representative cases for sm_80
@@ -385,33 +402,77 @@ def test_every_compiled_specialisation_spills_nothing(dry_run):
 
 TRAIN3D_MODES = [("n2n", dict(noise=n2n_fast.Gaussian((0.0, 0.2)))), ("n2n", dict(noise=n2n_fast.Poisson(30.0))),
                  ("n2c", dict(noise=n2n_fast.Gaussian(0.1), targets="clean", loss="l1")), ("pairs", {})]
+# the Triton launches of one 3-D step (the network runs on the CPU here): the crops (one launch per realisation,
+# VOLUMES), then noise and loss as for images; pairs draw the realisation pairs with one philox launch
+TRAIN3D_LAUNCHES = {"n2n": {"_training_crops_kernel": 1, "_noisy_pair_kernel": 1, "_n2n_loss_kernel": 1,
+                            "_finish_kernel": 1, "_scale_grad_kernel": 1},
+                    "n2c": {"_training_crops_kernel": 1, "_noisy_pair_kernel": 1, "_loss_kernel": 1,
+                            "_finish_kernel": 1, "_scale_grad_kernel": 1},
+                    "pairs": {"_training_crops_kernel": 2, "_philox_words_kernel": 1, "_loss_kernel": 1,
+                              "_finish_kernel": 1, "_scale_grad_kernel": 1}}
+
+
+def _volume_source(mode):
+    volume = torch.randint(0, 256, (6, 20, 20), dtype=torch.uint8).numpy()
+    return dict(pairs=(volume, volume[:, ::-1].copy())) if mode == "pairs" else dict(data=volume)
 
 
 @pytest.mark.parametrize("mode,kwargs", TRAIN3D_MODES, ids=["n2n-gaussian", "n2n-poisson", "n2c-l1", "pairs"])
 def test_train_volumes_every_mode(dry_run, tmp_path, mode, kwargs):
     """train(dims=3): 5-D batches through the Triton noise and loss kernels (Triton's real binder and typing
-    rules); crops are cut on the host for volumes, so no crop kernel is launched."""
-    volume = torch.randint(0, 256, (6, 20, 20), dtype=torch.uint8).numpy()
-    source = dict(pairs=(volume, volume[:, ::-1].copy())) if mode == "pairs" else dict(data=volume)
+    rules), the crops cut on the device by the crops kernel's VOLUMES specialisation."""
     with dry_run.recording() as made:
-        n2n_fast.train(**source, **kwargs, axes="ZYX", dims=3, steps=2, batch_size=2, crop=(4, 16, 16), features=4,
-                       precision="float32", out_dir=tmp_path, progress=False, plot=False, log_every=1)
+        n2n_fast.train(**_volume_source(mode), **kwargs, axes="ZYX", dims=3, steps=2, batch_size=2,
+                       crop=(4, 16, 16), features=4, precision="float32", out_dir=tmp_path, progress=False,
+                       plot=False, log_every=1)
     kernels = set(_kernels(made))
-    assert TRAIN_KERNELS[mode] - {"_training_crops_kernel"} <= kernels, f"{mode}: launched {sorted(kernels)}"
-    assert "_training_crops_kernel" not in kernels
+    assert TRAIN_KERNELS[mode] <= kernels, f"{mode}: launched {sorted(kernels)}"
+    crops = [launch for launch in made if launch.kernel == "_training_crops_kernel"]
+    assert crops and all(launch.scalars[-1] is True and launch.grid == (1, 2, 1) for launch in crops)
 
 
-def test_volume_steps_repeat_their_launches(dry_run, tmp_path):
-    """train(dims=3): the Triton launches of consecutive steps are the same kernels, grids, dtypes and scalars (the
-    step read from device memory), as for images; only the host-cut crops stand between a 3-D step and a graph."""
-    volume = torch.randint(0, 256, (6, 20, 20), dtype=torch.uint8).numpy()
+@pytest.mark.parametrize("mode", sorted(TRAIN3D_LAUNCHES))
+def test_volume_steps_repeat_their_launches(dry_run, tmp_path, monkeypatch, mode):
+    """train(dims=3), what a CUDA graph of the 3-D step needs (graph_step.refusal accepts it): consecutive steps
+    launch the same kernels, grids, dtypes and scalars (the step read from device memory by the crops, the noise and
+    the loss), TRAIN3D_LAUNCHES of them; every launch of a step is inside step_body, the part a graph captures; and
+    no step after the first syncs the host (SyncDetector)."""
+    import importlib
+
+    from n2n_fast.training import graph_step
+
+    step_module = importlib.import_module("n2n_fast.training.step")
+    real_step, real_body = step_module.train_step, step_module.step_body
+    counts, watched = {"step": 0, "body": 0}, []
+
+    def body(run, step):
+        before = len(dry_run.LAUNCHES)
+        loss = real_body(run, step)
+        counts["body"] += len(dry_run.LAUNCHES) - before
+        return loss
+
+    def step(run, number):
+        assert graph_step.refusal(run, torch.device("cuda"), 1, False) is None
+        before = len(dry_run.LAUNCHES)
+        with SyncDetector() if number else contextlib.nullcontext():
+            loss = real_step(run, number)
+        counts["step"] += len(dry_run.LAUNCHES) - before
+        watched.append(number)
+        return loss
+
+    monkeypatch.setattr(step_module, "step_body", body)
+    monkeypatch.setattr(step_module, "train_step", step)
+    kwargs = dict(TRAIN3D_MODES[2][1]) if mode == "n2c" else dict(TRAIN3D_MODES[0][1]) if mode == "n2n" else {}
     made = {}
     for steps in (1, 4):
         with dry_run.recording() as made[steps]:
-            n2n_fast.train(data=volume, noise=n2n_fast.Gaussian((0.0, 0.2)), axes="ZYX", dims=3, steps=steps,
-                           batch_size=2, crop=(4, 16, 16), features=4, precision="float32",
-                           out_dir=tmp_path / str(steps), progress=False, plot=False, log_every=100)
-    per_step = (len(made[4]) - len(made[1])) // 3
-    assert per_step >= 3 and len(made[4]) - len(made[1]) == 3 * per_step
+            n2n_fast.train(**_volume_source(mode), **kwargs, axes="ZYX", dims=3, steps=steps, batch_size=2,
+                           crop=(4, 16, 16), features=4, precision="float32", out_dir=tmp_path / str(steps),
+                           progress=False, plot=False, log_every=100)
+    per_step = sum(TRAIN3D_LAUNCHES[mode].values())
+    assert len(made[4]) - len(made[1]) == 3 * per_step, (len(made[1]), len(made[4]))
     last = made[4][-3 * per_step:]
     assert last[:per_step] == last[per_step:2 * per_step] == last[2 * per_step:]
+    assert {k: _kernels(last[:per_step]).count(k) for k in set(_kernels(last))} == TRAIN3D_LAUNCHES[mode]
+    assert all(launch.scalars[-2:] == (True, True) for launch in last if launch.kernel == "_training_crops_kernel")
+    assert watched == [0, 0, 1, 2, 3] and counts["step"] == counts["body"] == 5 * per_step, counts

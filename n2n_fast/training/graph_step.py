@@ -50,10 +50,9 @@ def refusal(run, device, world, compiled):
         return "under torchrun the step runs eagerly (DistributedDataParallel's all-reduce is not captured here)"
     if compiled:
         return "compile=True: torch.compile(mode='reduce-overhead') captures graphs itself"
-    if run.dims == 3:
-        return "3-D crops are cut on the host for now"
     if not run.device_crops:
-        return "the training images are read from disk (memmaps), so crops are cut on the host"
+        return (f"the training {'volumes' if run.dims == 3 else 'images'} are read from disk (memmaps), so crops "
+                "are cut on the host")
     return None
 
 

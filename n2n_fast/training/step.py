@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import loss as losses
-from ..crops import DeviceCrops
+from ..crops import DeviceCrops, DeviceVolumeCrops
 from ..noise import add_noise
 from ..unet import UNet
 from . import data as training_data
@@ -66,19 +66,19 @@ class Run:
     inv_scale: float = None  # 1 / the network's normalisation scale: losses are reported in its units; None: no map
     step_t: torch.Tensor = None  # 0-d int64 on the device: the step the kernels and the crop picks read
     one: torch.Tensor = None  # 0-d float32 1 on the device: the objective's backward seed
-    device_crops: list = None  # DeviceCrops per store, or None when a store is not resident (memmaps)
+    device_crops: list = None  # Device(Volume)Crops per store, or None when a store is not resident (memmaps)
     graphed: object = None  # a graph_step.GraphedStep once the step is captured
     capturing: bool = False  # warming up or capturing: gradients are zeroed in place, never freed
-    dims: int = 2  # 3: volume crops, picked and cut on the host (n2n_fast/training/volumes.py)
+    dims: int = 2  # 3: volume crops (depth, height, width) from volume stores (n2n_fast/training/volumes.py)
 
     def __post_init__(self):
         device = self.stores[0].device
         self.step_t = torch.zeros((), dtype=torch.int64, device=device)
         self.one = torch.ones((), dtype=torch.float32, device=device)  # not a ones_like (a launch) at every step
-        # volumes take the host path for now: DeviceCrops cuts 2-D crops
-        usable = self.dims == 2 and all(DeviceCrops.usable(store) for store in self.stores)
-        self.device_crops = ([DeviceCrops(store, training_data.DATA_KEY, training_data.SAMPLE)
-                              for store in self.stores] if usable else None)
+        if all(DeviceCrops.usable(store) for store in self.stores):
+            key, sample = training_data.DATA_KEY, training_data.SAMPLE
+            self.device_crops = [DeviceVolumeCrops(store, key, sample, volumes.DEPTH) if self.dims == 3
+                                 else DeviceCrops(store, key, sample) for store in self.stores]
 
     def picks(self, step, index):
         """This step's crop picks: on the host when the images are not resident; on the device, what the picks are

@@ -1,4 +1,4 @@
-"""Training data for train(..., dims=3): whole volumes, 3-D crops picked and cut on the host (docs/volumes.md §4).
+"""Training data for train(..., dims=3): whole volumes and their 3-D crops (docs/volumes.md §4).
 
 A source whose axes hold Z (ZYX, ZYXC, CZYX, ...; MRC files are ZYX) is one volume (D, H, W, C), not a stack of
 2-D images; a source without Z is refused. Crops: an int c is a c x c x c cube, a tuple (depth, height, width)
@@ -8,6 +8,9 @@ Random layout (n2n_fast/training/data.py, where every purpose is listed): SAMPLE
 row and column and the YX bits (bit 0 x flip, bits 1-2 quarter turns in YX, which with the x flip give y flips)
 exactly as for images; DEPTH (3) adds the first slice and the z flip. So every axis is flipped, and quarter turns
 stay in the YX plane (z voxels are often longer than y-x ones, docs/volumes.md §4).
+Training cuts the crops on the device (n2n_fast/crops.py, DeviceVolumeCrops: one Triton launch per step where
+Triton serves); draw_volume_crops and VolumeStore.crops here are the host path it equals bit for bit, taken where
+volumes are not resident on the device, and its oracle in the tests.
 """
 import os
 from pathlib import Path
@@ -111,8 +114,8 @@ def anisotropy(grids):
 
 
 class VolumeStore:
-    """Volumes as compact (C, D, H, W) tensors on `device`, cut into float crops there (the host path: each crop is
-    a slice of a resident tensor). The interface of data.ImageStore, one axis more."""
+    """Volumes as compact (C, D, H, W) tensors on `device`; `crops` is the host path (each crop a slice of a resident
+    tensor), which DeviceVolumeCrops equals. The interface of data.ImageStore, one axis more."""
 
     def __init__(self, volumes, device):
         self.device = torch.device(device)

@@ -29,6 +29,11 @@ def test_graph_true_is_refused_with_the_reason_where_it_cannot_be(tmp_path):
 # L0 exponent, the Neighbor2Neighbor weight; and the learning rate in each (TINY's 5 steps ramp it down)
 GRAPH_MODES = {"n2n": {}, "n2n-l0": dict(noise=n2n_fast.Impulse(0.2), loss="l0"),
                "neighbor": dict(targets="neighbor", noise=n2n_fast.Gaussian(0.1))}
+# volumes (train(dims=3)): the crops picked and cut by the crops kernel's VOLUMES form from the device step
+VOLUME = np.random.default_rng(1).integers(0, 256, (6, 20, 20), dtype=np.uint8)
+VOLUME_RUN = dict(axes="ZYX", dims=3, crop=(4, 16, 16), features=4)
+GRAPH_MODES |= {"n2n-3d": dict(data=VOLUME, **VOLUME_RUN), "n2c-3d": dict(data=VOLUME, targets="clean", **VOLUME_RUN),
+                "pairs-3d": dict(data=None, pairs=(VOLUME, VOLUME[:, ::-1].copy()), noise=None, **VOLUME_RUN)}
 
 
 def _real_run(mode, loss, images):

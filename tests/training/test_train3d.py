@@ -138,13 +138,36 @@ def test_unreadable_mrc_mode_names_the_file(tmp_path):
         n2n_fast.train(data=str(tmp_path / "complex.mrc"), noise=Gaussian(0.1), out_dir=tmp_path / "r", **TINY3)
 
 
-def test_graph_capture_refuses_volumes():
+@pytest.mark.parametrize("mode", ["noisy", "clean", "pairs"])
+def test_volume_runs_cut_crops_on_the_device_and_are_captured(volume, mode):
+    """train(dims=3) builds DeviceVolumeCrops for resident volumes in every 3-D mode, and graph_step.refusal
+    accepts the step (no GPU needed to ask); the crops it cuts are the host path's (draw_volume_crops +
+    VolumeStore.crops), bit for bit."""
+    from n2n_fast.crops import DeviceVolumeCrops
+    from n2n_fast.training import graph_step
+
+    realisations = [[volume[..., None]]] + ([[volume[:, ::-1, :, None].copy()]] if mode == "pairs" else [])
+    stores = [volumes.VolumeStore(v, "cpu") for v in realisations]
+    run = steps_module.make_run(steps_module.new_network(1, 4, 0, dims=3, z_pools=2), stores, mode=mode,
+                                noise=Gaussian(0.1), loss="l2", seed=3, steps=4, batch_size=2, crop=(4, 16, 16),
+                                lr=3e-4, rampdown=0.3, neighbor_weight=2.0, precision="float32")
+    assert all(isinstance(crops, DeviceVolumeCrops) for crops in run.device_crops)
+    assert graph_step.refusal(run, torch.device("cuda"), 1, False) is None
+    for step in (0, 3):
+        run.step_t.fill_(step)
+        host = volumes.draw_volume_crops(3, step, 2, 2, stores[0].sizes, (4, 16, 16))
+        for k, store in enumerate(stores):
+            assert torch.equal(run.cut(k, run.picks(step, 2)), store.crops(host, (4, 16, 16)))
+
+
+def test_graph_capture_refuses_volumes_read_from_disk():
     from types import SimpleNamespace
 
     from n2n_fast.training import graph_step
 
     run = SimpleNamespace(dims=3, device_crops=None)
-    assert graph_step.refusal(run, torch.device("cuda"), 1, False) == "3-D crops are cut on the host for now"
+    assert graph_step.refusal(run, torch.device("cuda"), 1, False) == (
+        "the training volumes are read from disk (memmaps), so crops are cut on the host")
 
 
 def test_uint16_channels_first_volumes_and_a_cube_crop(tmp_path):
