@@ -7,8 +7,9 @@ reference:  float32, contiguous, eager, noisy_pair(backend="reference"), l2_loss
 defaults:   train(dims=3)'s own step, built through the helpers train() uses: training/volumes.training_volumes
             (the crop, the VolumeStore of the batch's volumes, the z-pooling levels) and training/step.make_run
             for synthetic N2N with train()'s defaults, on the caller's network (the reference step's, so without the
-            normalisation map, docs/normalisation.md §3); one step = training/step.train_step. Volumes are contiguous
-            (channels_last is a 4-D format) and their crops are cut on the host (docs/volumes.md §3).
+            normalisation map, docs/normalisation.md §3); one step = training/step.train_step. Volumes take
+            channels_last_3d wherever images take channels_last (bf16 or CUDA), and their crops are cut by the
+            device-crops op (crops.DeviceVolumeCrops: Triton on a GPU, its twin on the CPU; docs/volumes.md §4).
 tuned:      what a user writes by hand: the same network, `x + sigma * torch.randn_like(x)` twice, F.mse_loss,
             fused Adam, bf16 autocast where native; contiguous.
 tuned-cl3d: the tuned loop with the network and its input in torch.channels_last_3d (the 5-D channels-last
