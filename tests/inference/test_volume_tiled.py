@@ -274,3 +274,30 @@ def test_cli_denoise_of_a_volume_prints_its_plan_and_takes_per_axis_tiles(tmp_pa
     assert "plan: 2 x 2 x 2 tiles of 6 x 32 x 64 voxels (given), overlap 2 x 0 x 32" in printed
     expected = n2n_fast.denoise(net, volume, axes="ZYX", tile=(6, 32, 64), overlap=(2, 0, 16))
     np.testing.assert_array_equal(np.asarray(read_mrc(tmp_path / "out.mrc")[0]), expected)
+
+
+def test_sources_are_read_a_slab_at_a_time_and_sinks_written_once_per_plane(conv3d):
+    """The source/sink contract of volume_stream.py: reads of at most a tile's planes, each plane written once,
+    in increasing z, so a memmap or a file format sees slabs, never the volume."""
+    from n2n_fast.inference.volume import denoise_planes
+    from n2n_fast.inference.volume_stream import ArraySink, ArraySource
+
+    volume = _volume(seed=11)[..., None]
+
+    class Recording(ArraySource):
+        def read(self, z0, z1):
+            reads.append((z0, z1))
+            return super().read(z0, z1)
+
+    class Written(ArraySink):
+        def write(self, z0, planes):
+            writes.append((z0, planes.shape[0]))
+            super().write(z0, planes)
+
+    reads, writes, result = [], [], np.full(volume.shape, np.nan, np.float32)
+    plan = denoise_planes(conv3d, Recording(volume), Written(result), tile=(6, 12, 16), overlap=(2, 4, 4)).plan
+    assert len(reads) == plan.grid[0] and all(z1 - z0 <= plan.tile[0] for z0, z1 in reads)
+    planes = [z for z0, n in writes for z in range(z0, z0 + n)]
+    assert planes == list(range(volume.shape[0]))
+    np.testing.assert_array_equal(result[..., 0], n2n_fast.denoise(conv3d, volume[..., 0], axes="ZYX",
+                                                                   tile=(6, 12, 16), overlap=(2, 4, 4)))
