@@ -9,7 +9,6 @@ Geometry: n2n_fast/inference/plan.py; kernels: csrc/tiling.h; reference: n2n_fas
 """
 import contextlib
 import copy
-import sys
 
 import numpy as np
 import torch
@@ -18,14 +17,16 @@ from ..conventions import precision_name
 from ..devices import check_device
 from ..tiling import tile_ops
 from .auto_plan import activation_bytes_per_pixel, choose_plan
+from .model_run import canonical as _canonical
+from .model_run import check_model as _check_model
+from .model_run import move_band as _move_band
+from .model_run import show_progress as _show_progress
 from .plan import source_rows, tile_row_rows
 from .stream import BandReader, RowWriter
 from ..value_range import InUnits, check_value_range, denoise_limit
 
 PRECISIONS = ("float32", "bfloat16")  # "bf16" is accepted too (conventions.precision_name)
-PROGRESS_MIN_TILES = 64  # progress=None shows a bar from this many tiles on, when stderr is a terminal
 _NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
-_MODEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _TENSOR_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -96,33 +97,6 @@ def _destination(image, out):
     return out
 
 
-def _check_model(model):
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    parameter = next(model.parameters(), None)
-    if parameter is None:
-        return torch.device("cpu"), torch.float32
-    if parameter.dtype not in _MODEL_DTYPES:  # the tiles are gathered in the model's dtype
-        raise TypeError(f"model: its parameters are {parameter.dtype}; denoise runs float32, float16 or bfloat16 "
-                        "models (model.float(); precision='bfloat16' for bf16 autocast)")
-    return parameter.device, parameter.dtype
-
-
-def _canonical(device):
-    """cuda -> cuda:<current>, so that the model's cuda:0 and a requested "cuda" compare equal."""
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def _show_progress(progress, count):
-    if progress is None:
-        return count >= PROGRESS_MIN_TILES and sys.stderr.isatty()
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected None, True or False, got {progress!r}")
-    return progress
-
-
 def _image_shape(image, batch_size):
     """(N, C, H, W) of a non-empty image, after the checks of the image and batch_size arguments."""
     view, _ = _as_nchw(image, "image")
@@ -134,11 +108,26 @@ def _image_shape(image, batch_size):
 
 
 def denoise_plan(model, image, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8, blend="cosine",
-                 device=None):
+                 device=None, axes=None):
     """The DenoisePlan (n2n_fast/inference/auto_plan.py) denoise runs for these arguments; .describe() says it in words.
+    A 3-D network (UNet dims=3) on a numpy volume laid out as `axes` gets its VolumeDenoisePlan
+    (n2n_fast/inference/volume_plan.py); a 2-D network given a Z/T stack, the plan of each of its slices.
 
     Deterministic: the same image shape, model architecture and arguments give the same plan on any machine (only
     memory_budget=None reads the machine, and only its total memory)."""
+    options = dict(tile=tile, overlap=overlap, memory_budget=memory_budget, batch_size=batch_size, blend=blend,
+                   device=device)
+    if getattr(model, "dims", 2) == 3:
+        from .volume import volume_plan, volume_source
+
+        return volume_plan(model, volume_source(model, image, axes)[0], **options)
+    if axes is not None:
+        from ..axes import check_axes, to_stack
+
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"image: axes= takes a numpy array, got {type(image).__name__}")
+        image = np.ascontiguousarray(to_stack(image, check_axes(axes, image.shape))[0])
+        return denoise_plan(model, image, **options)
     n_images, channels, height, width = _image_shape(image, batch_size)
     model_device, _ = _check_model(model)
     device = _canonical(check_device(device) or model_device)
@@ -186,12 +175,15 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     backend: force "extension" or "reference" for the tiling ops.
     axes: the layout of a numpy `image` ("ZYX", "TYXC", ...: Z/T stacks are denoised slice by slice).
     Returns `out` (or a new array/tensor of the same kind, layout and dtype as `image`). The input is never
-    modified. A 3-D network (UNet dims=3) denoises a numpy volume given with axes= ("ZYX", "ZYXC", ...)
-    whole (n2n_fast/inference/volume.py)."""
+    modified. A 3-D network (UNet dims=3) denoises a numpy volume (or memmap) given with axes= ("ZYX", "ZYXC",
+    "CZYX", ...) in 3-D tiles streamed in slabs along z (n2n_fast/inference/volume.py): tile and overlap are then
+    an int, a (z, y, x) triple or "auto", multiples of the network's alignment per axis (spatial_alignment)."""
     if getattr(model, "dims", 2) == 3:
         from .volume import denoise_volume
 
-        return denoise_volume(model, image, axes, precision=precision, device=device, value_range=value_range)
+        return denoise_volume(model, image, axes, tile=tile, overlap=overlap, memory_budget=memory_budget,
+                              batch_size=batch_size, blend=blend, precision=precision, device=device, out=out,
+                              progress=progress, backend=backend, value_range=value_range)
     if isinstance(image, torch.Tensor) and image.dim() == 5:
         from .volume import refuse_volume_batch
 
@@ -265,7 +257,7 @@ def _tile_rows(run_model, plan, shape, reader, writer, ops, geometry, batch_size
     reader.prefetch(source_rows(plan, 0))
     for r in range(n_rows):
         first, last = tile_row_rows(plan, r)
-        band = _move_band(band, band_top, first, last, n_images, channels, width, all_tiles.device)
+        band = _move_band(band, band_top, first, last, (n_images, channels), (width,), all_tiles.device)
         band_top = first
         source, source_top = reader.take(source_rows(plan, r))
         for start in range(0, per_row, batch_size):
@@ -290,12 +282,3 @@ def _tile_rows(run_model, plan, shape, reader, writer, ops, geometry, batch_size
         band = band[:, :, done - first:]
         band_top = done
     writer.finish()
-
-
-def _move_band(band, band_top, first, last, n_images, channels, width, device):
-    """A zeroed float32 band for image rows [first, last) carrying over the rows it shares with `band`."""
-    new = torch.zeros((n_images, channels, last - first, width), dtype=torch.float32, device=device)
-    keep = 0 if band is None else band_top + band.shape[2] - first
-    if keep > 0:
-        new[:, :, :keep] = band[:, :, band.shape[2] - keep:]
-    return new
