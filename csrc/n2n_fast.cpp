@@ -34,4 +34,17 @@ TORCH_LIBRARY(n2n_fast, m) {
   // overlap / 2 on every side). Deterministic: no atomics, the per-pixel sum runs in tile order.
   m.def("tile_blend(Tensor(a!) out, Tensor tiles, Tensor index, Tensor row_origins, Tensor col_origins, int height, "
         "int width, int row0, int overlap, int blend_mode) -> ()");
+
+  // --- tiled inference over volumes (csrc/tiling3d.h, cpu/tiling3d.cpp, cuda/tiling3d.cu) ---
+  // Tiles (K, C, tile_d, tile_h, tile_w) of `dtype` from `volume` (N, C, planes, H, W): volume planes
+  // [plane0, plane0 + planes) of a volume `depth` planes deep, any strides, the image dtypes of tile_gather. Tile k
+  // is volume index[k, 0] at (z_origins[index[k, 1]], y_origins[index[k, 2]], x_origins[index[k, 3]]); positions
+  // outside the volume are mirror padding (per axis), whose planes must lie in the slab.
+  m.def("tile_gather_3d(Tensor volume, Tensor index, Tensor z_origins, Tensor y_origins, Tensor x_origins, "
+        "int tile_d, int tile_h, int tile_w, int depth, int plane0, ScalarType dtype) -> Tensor");
+  // Adds the weighted tiles into `out` (float32 (N, C, planes, height, width): volume planes [plane0, plane0 +
+  // planes)); weight w_z * w_y * w_x, each the 2-D axis rule with that axis's overlap. Deterministic as tile_blend.
+  m.def("tile_blend_3d(Tensor(a!) out, Tensor tiles, Tensor index, Tensor z_origins, Tensor y_origins, "
+        "Tensor x_origins, int depth, int height, int width, int plane0, int overlap_z, int overlap_y, "
+        "int overlap_x, int blend_mode) -> ()");
 }

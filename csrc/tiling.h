@@ -156,6 +156,17 @@ N2N_HD bool blend_element(const BlendArgs& a, const TileT* tiles, float* out, in
 // additions of blend_element in the same order (bitwise equal results), while the inner loop walks contiguous
 // memory with no per-pixel search over the other tiles (blend_element's O(K) leader test per element is what
 // made the element order 4x slower than the reference on the CPU). y must lie inside the band and the image.
+// The inner loop of the row orders (2-D blend_row, 3-D blend_row_3d): output columns [x0, x1) of one row receive
+// one tile row. src and wx are indexed by image column; w_outer is the product of the other axes' weights, so each
+// element's weight is w_outer * wx[x], formed as the element orders form it.
+template <typename TileT>
+N2N_HD void blend_span(float* dst, int64_t out_sx, const TileT* src, const float* wx, float w_outer, int64_t x0,
+                       int64_t x1) {
+  for (int64_t x = x0; x < x1; ++x) {
+    dst[x * out_sx] = blend_step(dst[x * out_sx], static_cast<float>(src[x]), w_outer * wx[x]);
+  }
+}
+
 template <typename TileT>
 N2N_HD void blend_row(const BlendArgs& a, const TileT* tiles, float* out, int64_t n, int64_t c, int64_t y) {
   float* dst = out + n * a.out_sn + c * a.out_sc + (y - a.row0) * a.out_sy;
@@ -166,9 +177,7 @@ N2N_HD void blend_row(const BlendArgs& a, const TileT* tiles, float* out, int64_
     const float wy = a.weight_y[j * a.th + (y - t.y)];
     const float* wx = a.weight_x + j * a.tw - t.x;  // indexed by image column
     const TileT* src = tiles + ((j * a.C + c) * a.th + (y - t.y)) * a.tw - t.x;
-    for (int64_t x = x0; x < x1; ++x) {
-      dst[x * a.out_sx] = blend_step(dst[x * a.out_sx], static_cast<float>(src[x]), wy * wx[x]);
-    }
+    blend_span(dst, a.out_sx, src, wx, wy, x0, x1);
   }
 }
 

@@ -72,9 +72,10 @@ inline BlendArgs blend_args(const TileIndex& t, const at::Tensor& tiles, const a
                    out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
 }
 
-// Calls fn(T{}) with T the C++ type of an image dtype tile_gather reads (uint8, uint16, half, bf16, float, double).
+// Calls fn(T{}) with T the C++ type of an image dtype tile_gather reads (uint8, uint16, half, bf16, float, double);
+// `what` names the op in the error.
 template <typename Fn>
-void dispatch_image_dtype(at::ScalarType dtype, Fn&& fn) {
+void dispatch_image_dtype(const char* what, at::ScalarType dtype, Fn&& fn) {
   switch (dtype) {
     case at::kByte: return fn(uint8_t{});
     case at::kUInt16: return fn(uint16_t{});
@@ -82,7 +83,7 @@ void dispatch_image_dtype(at::ScalarType dtype, Fn&& fn) {
     case at::kBFloat16: return fn(c10::BFloat16{});
     case at::kFloat: return fn(float{});
     case at::kDouble: return fn(double{});
-    default: TORCH_CHECK(false, "tile_gather: unsupported image dtype ", dtype);
+    default: TORCH_CHECK(false, what, ": unsupported image dtype ", dtype);
   }
 }
 

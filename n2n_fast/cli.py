@@ -98,7 +98,16 @@ def parse_range(text):
 
 
 def _auto_or_int(text):
-    return "auto" if text == "auto" else int(text)
+    """--tile, --overlap: auto, N, or Z,Y,X per axis for a 3-D network (denoise checks the values)."""
+    if text == "auto":
+        return text
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, N or Z,Y,X (3-D networks), got {text!r}") from None
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected auto, N or Z,Y,X (3-D networks), got {text!r}")
+    return values[0] if len(values) == 1 else values
 
 
 def _crop(text):
@@ -338,9 +347,10 @@ def _add_denoise_parser(sub):
             help="image file (PNG, JPEG, TIFF, .npy), a folder of them, or Zarr/OME-Zarr (.zarr)")
     _option(p, denoise_files, "target", metavar="output", help="output file, or folder (for a folder input)")
     _option(p, denoise, "--tile", type=_auto_or_int,
-            help="tile side, a multiple of 32, or auto: the largest that fits --memory-budget")
+            help="tile side, a multiple of 32, or auto: the largest that fits --memory-budget; a 3-D checkpoint "
+                 "takes Z,Y,X too (multiples of its alignment per axis)")
     _option(p, denoise, "--overlap", type=_auto_or_int,
-            help="tile overlap in pixels (< tile / 2), or auto: the measured seam rule")
+            help="tile overlap in pixels (< tile / 2), or auto: the measured seam rule; Z,Y,X for a 3-D checkpoint")
     _option(p, denoise, "--memory-budget", type=_bytes, metavar="BYTES",
             help="memory for one model call and the output band, sizing --tile auto: bytes or with a unit (512M, "
                  "2G); default: a quarter of total RAM up to 1G on the CPU, half the GPU's memory")

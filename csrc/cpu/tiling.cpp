@@ -72,7 +72,7 @@ at::Tensor tile_gather_cpu(const at::Tensor& image, const at::Tensor& index, con
   at::Tensor out = at::empty({K, image.size(1), tile_h, tile_w}, image.options().dtype(dtype));
   if (out.numel() == 0) return out;
   const GatherArgs a = gather_args(t, image, tile_h, tile_w, height, row0);
-  dispatch_image_dtype(image.scalar_type(), [&](auto in_tag) {
+  dispatch_image_dtype("tile_gather", image.scalar_type(), [&](auto in_tag) {
     using InT = decltype(in_tag);
     dispatch_tile_dtype("tile_gather: dtype", dtype, [&](auto out_tag) {
       using OutT = decltype(out_tag);

@@ -6,19 +6,13 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "launch.cuh"
 #include "tiling.h"
 #include "tiling_checks.h"
 
 namespace n2n_fast {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-int64_t blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return blocks < 65535 * 16 ? blocks : 65535 * 16;  // grid-stride loops cover the rest
-}
 
 template <typename InT, typename OutT>
 __global__ void gather_kernel(GatherArgs a, const InT* __restrict__ in, OutT* __restrict__ out, int64_t total) {
@@ -82,7 +76,7 @@ at::Tensor tile_gather_cuda(const at::Tensor& image, const at::Tensor& index, co
   at::Tensor out = at::empty({t.index.size(0), image.size(1), tile_h, tile_w}, image.options().dtype(dtype));
   if (out.numel() == 0) return out;
   const GatherArgs a = gather_args(t, image, tile_h, tile_w, height, row0);
-  dispatch_image_dtype(image.scalar_type(), [&](auto in_tag) {
+  dispatch_image_dtype("tile_gather", image.scalar_type(), [&](auto in_tag) {
     using InT = decltype(in_tag);
     dispatch_tile_dtype("tile_gather: dtype", dtype, [&](auto out_tag) {
       using OutT = decltype(out_tag);

@@ -134,11 +134,26 @@ def _image_shape(image, batch_size):
 
 
 def denoise_plan(model, image, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8, blend="cosine",
-                 device=None):
+                 device=None, axes=None):
     """The DenoisePlan (n2n_fast/inference/auto_plan.py) denoise runs for these arguments; .describe() says it in words.
+    A 3-D network (UNet dims=3) on a numpy volume laid out as `axes` gets its VolumeDenoisePlan
+    (n2n_fast/inference/volume_plan.py); a 2-D network given a Z/T stack, the plan of each of its slices.
 
     Deterministic: the same image shape, model architecture and arguments give the same plan on any machine (only
     memory_budget=None reads the machine, and only its total memory)."""
+    options = dict(tile=tile, overlap=overlap, memory_budget=memory_budget, batch_size=batch_size, blend=blend,
+                   device=device)
+    if getattr(model, "dims", 2) == 3:
+        from .volume import volume_plan, volume_source
+
+        return volume_plan(model, volume_source(model, image, axes)[0], **options)
+    if axes is not None:
+        from ..axes import check_axes, to_stack
+
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"image: axes= takes a numpy array, got {type(image).__name__}")
+        image = np.ascontiguousarray(to_stack(image, check_axes(axes, image.shape))[0])
+        return denoise_plan(model, image, **options)
     n_images, channels, height, width = _image_shape(image, batch_size)
     model_device, _ = _check_model(model)
     device = _canonical(check_device(device) or model_device)
@@ -186,12 +201,15 @@ def denoise(model, image, *, tile="auto", overlap="auto", memory_budget=None, ba
     backend: force "extension" or "reference" for the tiling ops.
     axes: the layout of a numpy `image` ("ZYX", "TYXC", ...: Z/T stacks are denoised slice by slice).
     Returns `out` (or a new array/tensor of the same kind, layout and dtype as `image`). The input is never
-    modified. A 3-D network (UNet dims=3) denoises a numpy volume given with axes= ("ZYX", "ZYXC", ...)
-    whole (n2n_fast/inference/volume.py)."""
+    modified. A 3-D network (UNet dims=3) denoises a numpy volume (or memmap) given with axes= ("ZYX", "ZYXC",
+    "CZYX", ...) in 3-D tiles streamed in slabs along z (n2n_fast/inference/volume.py): tile and overlap are then
+    an int, a (z, y, x) triple or "auto", multiples of the network's alignment per axis (spatial_alignment)."""
     if getattr(model, "dims", 2) == 3:
         from .volume import denoise_volume
 
-        return denoise_volume(model, image, axes, precision=precision, device=device, value_range=value_range)
+        return denoise_volume(model, image, axes, tile=tile, overlap=overlap, memory_budget=memory_budget,
+                              batch_size=batch_size, blend=blend, precision=precision, device=device, out=out,
+                              progress=progress, backend=backend, value_range=value_range)
     if isinstance(image, torch.Tensor) and image.dim() == 5:
         from .volume import refuse_volume_batch
 
@@ -265,7 +283,7 @@ def _tile_rows(run_model, plan, shape, reader, writer, ops, geometry, batch_size
     reader.prefetch(source_rows(plan, 0))
     for r in range(n_rows):
         first, last = tile_row_rows(plan, r)
-        band = _move_band(band, band_top, first, last, n_images, channels, width, all_tiles.device)
+        band = _move_band(band, band_top, first, last, (n_images, channels), (width,), all_tiles.device)
         band_top = first
         source, source_top = reader.take(source_rows(plan, r))
         for start in range(0, per_row, batch_size):
@@ -292,9 +310,10 @@ def _tile_rows(run_model, plan, shape, reader, writer, ops, geometry, batch_size
     writer.finish()
 
 
-def _move_band(band, band_top, first, last, n_images, channels, width, device):
-    """A zeroed float32 band for image rows [first, last) carrying over the rows it shares with `band`."""
-    new = torch.zeros((n_images, channels, last - first, width), dtype=torch.float32, device=device)
+def _move_band(band, band_top, first, last, outer, inner, device):
+    """A zeroed float32 band (*outer, last - first, *inner) for image rows (volume planes) [first, last) along
+    dim 2, carrying over those it shares with `band` (whose first row is band_top)."""
+    new = torch.zeros((*outer, last - first, *inner), dtype=torch.float32, device=device)
     keep = 0 if band is None else band_top + band.shape[2] - first
     if keep > 0:
         new[:, :, :keep] = band[:, :, band.shape[2] - keep:]

@@ -177,11 +177,11 @@ def denoise_files(model, source, target, *, overwrite=False, axes=None, value_ra
     options["device"] = device
     jobs = _jobs(source, target)
     _check_outputs(jobs, overwrite)
-    if getattr(model, "dims", 2) == 3:  # a 3-D network denoises volume files whole (n2n_fast/inference/volume.py)
+    if getattr(model, "dims", 2) == 3:  # a 3-D network denoises volume files in 3-D tiles (inference/volume.py)
         from .volume import denoise_volume_files
 
-        return denoise_volume_files(model, jobs, axes=axes, value_range=value_range, log=log, device=device,
-                                    precision=options.get("precision", "float32"))
+        return denoise_volume_files(model, jobs, axes=axes, log=log, **dict(
+            options, precision=precision, backend=backend, value_range=value_range, progress=progress))
     fits_one_tile = lambda pixels: denoise_plan(model, pixels, **options).plan.count == 1  # noqa: E731
     run = dict(options, precision=precision, backend=backend, value_range=value_range)
     stacks, failures, written = [], [], []

@@ -1,9 +1,17 @@
-"""denoise() of a volume by a 3-D network (UNet dims=3): the whole volume in one call (docs/volumes.md §4).
+"""denoise() of a volume by a 3-D network (UNet dims=3), in tiles planned from a memory budget (docs/volumes.md §4).
 
-A numpy volume laid out as `axes` (ZYX, ZYXC, CZYX, ...) goes in; the result comes back in the same layout and
-dtype: integers are scaled by their peak (uint8 / 255, uint16 / 65535) and back, floats are [0, 1] unless
-value_range states their units, as in 2-D. Tiling and streaming volumes larger than memory are not done yet: the
-network sees the volume whole, mirror-padded to its alignment (n2n_fast/padding.py) inside UNet.forward.
+A numpy volume laid out as `axes` (ZYX, ZYXC, CZYX, ...; memmaps welcome) goes in; the result comes back in the
+same layout and dtype (or into `out=`, an array or memmap): integers are scaled by their peak (uint8 / 255,
+uint16 / 65535) and back, floats are [0, 1] unless value_range states their units, as in 2-D.
+
+The volume streams through in slabs of tile planes along z, as 2-D images stream in bands of tile rows: for each
+row of tiles along z, the source planes it needs are read (mirrored at the faces by the gather), its tiles are
+gathered in batches of batch_size (tile_gather_3d: mirror padding and dtype conversion fused), run through the
+network and blended (tile_blend_3d) into a float32 slab, and the planes no later tile touches are converted and
+written out at once. Memory is therefore set by the plan (n2n_fast/inference/volume_plan.py), not by the volume.
+Sources and sinks are the small interface of n2n_fast/inference/volume_stream.py; on CUDA the planes move through
+the 2-D band movers (stream.py), so copies overlap compute. A volume that fits one tile is denoised exactly as the
+network denoises it whole (the tile is the volume mirror-padded to the alignment, as UNet.forward pads it).
 """
 import contextlib
 import copy
@@ -13,8 +21,15 @@ import torch
 
 from ..axes import check_axes, from_stack, infer_axes, to_stack
 from ..conventions import precision_name
-from ..value_range import InUnits, check_unit_max, check_value_range, refuse_integers
+from ..devices import check_device
+from ..padding import mirror_index
+from ..tiling import tile_ops
+from ..value_range import InUnits, check_value_range, denoise_limit
+from .denoise import _canonical, _check_model, _move_band, _show_progress
 from .dims import denoise_mode
+from .stream import BandReader, RowWriter
+from .volume_plan import activation_bytes_per_voxel, choose_volume_plan, spatial_alignment, tile_bytes
+from .volume_stream import ArraySink, ArraySource, SinkPlanes, SourcePlanes, check_volume_dtype
 
 
 def _volume_axes(model, image, axes):
@@ -32,45 +47,158 @@ def _volume_axes(model, image, axes):
     return check_axes(axes, image.shape)
 
 
-def denoise_volume(model, image, axes=None, *, precision="float32", device=None, value_range=None):
-    """The denoised volume, in `image`'s layout and dtype (see the module docstring)."""
-    axes = _volume_axes(model, image, axes)
-    value_range = check_value_range(value_range)
-    stack = to_stack(image, axes)  # (D, H, W, C)
-    if stack.dtype.kind in "ui":
-        refuse_integers(value_range, stack.dtype, "image")
-    elif value_range is None and getattr(model, "normalisation", None) is None:
-        check_unit_max(stack, None, "image")
-    channels = getattr(model, "in_channels", stack.shape[3])
-    if channels != stack.shape[3]:
-        raise ValueError(f"image: has {stack.shape[3]} channels, the model takes {channels}")
-    from ..io import from_unit, to_unit
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
 
-    pixels, dtype = to_unit(stack, "image")
-    parameter = next(model.parameters(), None)
-    model_device = parameter.device if parameter is not None else torch.device("cpu")
-    device = model_device if device is None else torch.device(device)
-    run_model = model if device == model_device else copy.deepcopy(model).to(device)
+
+def volume_plan(model, source, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8, blend="cosine",
+                device=None):
+    """The VolumeDenoisePlan (volume_plan.py) denoise runs for a source (volume_stream.py) of shape (D, H, W, C)."""
+    _check_batch_size(batch_size)
+    depth, height, width, channels = source.shape
+    if min(source.shape) < 1:
+        raise ValueError(f"image: empty volume of shape (D, H, W, C) = {tuple(source.shape)}")
+    model_device, _ = _check_model(model)
+    device = _canonical(check_device(device) or model_device)
+    per_voxel = activation_bytes_per_voxel(model, channels)
+    cpu = device.type == "cpu"  # the column buffer is the CPU convolution's (volume_plan.SLOW_CONV3D_LIMIT)
+    return choose_volume_plan((depth, height, width), channels, tile=tile, overlap=overlap,
+                              memory_budget=memory_budget, batch_size=batch_size, alignment=spatial_alignment(model),
+                              blend=blend, tile_cost=lambda tile: tile_bytes(model, channels, tile, per_voxel, cpu),
+                              device=device, itemsize=np.dtype(source.dtype).itemsize)
+
+
+def volume_source(model, image, axes):
+    """(ArraySource of the numpy volume `image`, its canonical axes), after the layout checks."""
+    axes = _volume_axes(model, image, axes)
+    check_volume_dtype(image.dtype, "image")
+    return ArraySource(to_stack(image, axes)), axes
+
+
+def _destination(image, out, axes):
+    """The array results go to, in the input's layout: `out` after checks, or a new array like `image`."""
+    if out is None:
+        return np.empty(image.shape, dtype=image.dtype.newbyteorder("="))
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: a volume is written into a numpy array or memmap, got {type(out).__name__}")
+    if out.shape != image.shape:
+        raise ValueError(f"out: must have the image's shape {image.shape}, got {out.shape}")
+    if np.shares_memory(out, image):
+        raise ValueError("out: shares memory with image; denoise never overwrites its input")
+    if not out.flags.writeable:
+        raise ValueError("out: the array is read-only")
+    check_volume_dtype(out.dtype, "out")
+    return out
+
+
+def denoise_volume(model, image, axes=None, *, out=None, **options):
+    """The denoised volume, in `image`'s layout and dtype, or written into `out` (see the module docstring);
+    options as denoise_planes takes them."""
+    source, axes = volume_source(model, image, axes)
+    destination = _destination(image, out, axes)
+    denoise_planes(model, source, ArraySink(to_stack(destination, axes)), **options)
+    return destination
+
+
+def denoise_planes(model, source, sink, *, tile="auto", overlap="auto", memory_budget=None, batch_size=8,
+                   blend="cosine", precision="float32", device=None, progress=None, backend=None, value_range=None):
+    """Denoise a source into a sink (volume_stream.py) in the tiles of volume_plan(); returns the plan it ran.
+    Arguments as n2n_fast.denoise takes them."""
+    value_range = check_value_range(value_range)
+    limit = denoise_limit(value_range, source.dtype, sink.dtype)
+    if getattr(model, "normalisation", None) is not None:
+        limit = None  # the network's own map, not [0, 1], says what units it takes (docs/normalisation.md)
+    bf16 = precision_name(precision, accepted=("float32", "bfloat16")) == "bfloat16"
+    chosen = volume_plan(model, source, tile=tile, overlap=overlap, memory_budget=memory_budget,
+                         batch_size=batch_size, blend=blend, device=device)
+    channels = source.shape[3]
+    in_channels = getattr(model, "in_channels", channels)
+    if in_channels != channels:
+        raise ValueError(f"image: has {channels} channels, the model takes {in_channels}")
+    model_device, model_dtype = _check_model(model)
+    device = _canonical(check_device(device) or model_device)
+    run_model = model
+    if _canonical(model_device) != device or bf16:
+        run_model = copy.deepcopy(model).to(device)
+        if bf16:  # measured faster for 3-D convolutions in bf16 (docs/volumes.md §5)
+            run_model = run_model.to(memory_format=torch.channels_last_3d)
     if isinstance(value_range, tuple):  # the data's units: the model sees [0, 1], results go back
         run_model = InUnits(run_model, value_range)
-    bf16 = precision_name(precision, accepted=("float32", "bfloat16")) == "bfloat16"
-    pixels = np.require(pixels, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])  # a read-only memmap: copied once
-    volume = torch.from_numpy(pixels).permute(3, 0, 1, 2)[None].to(device)
+    plan = chosen.plan
+    origins = [torch.tensor(o, dtype=torch.int64, device=device) for o in plan.origins]
+    all_tiles = torch.tensor(plan.index(), dtype=torch.int64).to(device)  # uploaded once (see denoise.py)
+    bar = None
+    if _show_progress(progress, plan.count):
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.count, unit="tile", desc="denoise")
     was_training = run_model.training
     run_model.eval()
     try:
         with torch.inference_mode(), (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
                                       else contextlib.nullcontext()):
-            result = run_model(volume.to(parameter.dtype if parameter is not None else torch.float32))
+            _tile_slabs(run_model, plan, channels, BandReader(SourcePlanes(source), device, limit),
+                        RowWriter(SinkPlanes(sink), device), tile_ops(device, backend, dims=3),
+                        (*origins, all_tiles), chosen.batch_size, bf16, model_dtype, bar)
     finally:
         run_model.train(was_training)
-    result = result.float()[0].permute(1, 2, 3, 0).cpu().numpy()
-    return np.ascontiguousarray(from_stack(from_unit(result, dtype), axes))
+        if bar is not None:
+            bar.close()
+    return chosen
 
 
-def denoise_volume_files(model, jobs, *, axes=None, value_range=None, precision="float32", device=None, log=print):
-    """[(input, output)]: each (source, target) volume file denoised whole, written in the input's dtype (8/16-bit
-    integers kept, else float32) and layout, with the input's voxel size and origin (MRC, io.read_voxel_grid)."""
+def source_planes(plan, r):
+    """Volume planes [lo, hi) the tiles of z tile row r read (mirror padding folded back into the volume)."""
+    front, depth = plan.origins[0][r], plan.shape[0]
+    planes = mirror_index(torch.arange(front, front + plan.tile[0]), depth)
+    return int(planes.min()), int(planes.max()) + 1
+
+
+def _tile_slabs(run_model, plan, channels, reader, writer, ops, geometry, batch_size, bf16, model_dtype, bar):
+    """The tiled pass, one row of tiles along z at a time: gather tiles from the source planes, run the model,
+    blend into the float32 slab, hand finished planes to the writer while the next source planes are staged."""
+    gather, blend = ops
+    z_origins, y_origins, x_origins, all_tiles = geometry
+    depth, height, width = plan.shape
+    tile_d, tile_h, tile_w = plan.tile
+    n_rows, per_row = plan.grid[0], plan.grid[1] * plan.grid[2]
+    slab, slab_top = None, 0
+    reader.prefetch(source_planes(plan, 0))
+    for r in range(n_rows):
+        front = plan.origins[0][r]
+        first, last = max(front, 0), min(front + tile_d, depth)
+        slab = _move_band(slab, slab_top, first, last, (1, channels), (height, width), all_tiles.device)
+        slab_top = first
+        source, source_top = reader.take(source_planes(plan, r))
+        for start in range(0, per_row, batch_size):
+            index = all_tiles[r * per_row + start:r * per_row + min(start + batch_size, per_row)]
+            tiles = gather(source, index, z_origins, y_origins, x_origins, tile_d, tile_h, tile_w, depth,
+                           source_top, model_dtype)
+            if bf16:
+                tiles = tiles.contiguous(memory_format=torch.channels_last_3d)
+            result = run_model(tiles)
+            if not isinstance(result, torch.Tensor) or result.shape != tiles.shape:
+                raise ValueError(f"model: output shape {tuple(getattr(result, 'shape', ()))} differs from its "
+                                 f"input {tuple(tiles.shape)}; denoise needs a volume-to-volume model")
+            blend(slab, result, index, z_origins, y_origins, x_origins, depth, height, width, slab_top,
+                  *plan.overlap, plan.mode)
+            if bar is not None:
+                bar.update(index.shape[0])
+        if r + 1 < n_rows:  # queued work runs on the device while the next source planes are staged
+            reader.prefetch(source_planes(plan, r + 1))
+        done = plan.origins[0][r + 1] if r + 1 < n_rows else depth
+        done = min(max(done, first), last)
+        writer.write(slab[:, :, :done - first], first)
+        slab = slab[:, :, done - first:]
+        slab_top = done
+    writer.finish()
+
+
+def denoise_volume_files(model, jobs, *, axes=None, log=print, **options):
+    """[(input, output)]: each (source, target) volume file denoised in tiles, written in the input's dtype
+    (8/16-bit integers kept, else float32) and layout, with the input's voxel size and origin (MRC,
+    io.read_voxel_grid); the plan of each is logged. options: as denoise_planes takes them."""
     from ..io import read_stack, read_voxel_grid, write_stack
 
     written = []
@@ -80,11 +208,13 @@ def denoise_volume_files(model, jobs, *, axes=None, value_range=None, precision=
             denoise_mode(model, layout, from_stack(stack, layout).shape, f"input {source}")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"source: {source}: {exc}") from exc
-        result = denoise_volume(model, stack, "ZYXC", precision=precision, device=device, value_range=value_range)
         kept = dtype if dtype in (np.uint8, np.uint16) else np.float32
+        result = np.empty(stack.shape, dtype=stack.dtype if stack.dtype.isnative else stack.dtype.newbyteorder("="))
+        plan = denoise_planes(model, ArraySource(stack), ArraySink(result), **options)
+        log(f"{source}: {plan.describe()}")
         write_stack(str(target), result, kept, layout, voxel_grid=read_voxel_grid(str(source)))
         written.append((source, target))
-        log(f"{source} -> {target} (a {layout} volume of {stack.shape[0]} slices, denoised whole)")
+        log(f"{source} -> {target} (a {layout} volume of {stack.shape[0]} slices)")
     return written
 
 

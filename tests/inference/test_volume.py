@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import n2n_fast
+from n2n_fast.conventions import INPUT_SCALE
 from n2n_fast.inference.folder import denoise_files
 from n2n_fast.mrc import VoxelGrid, read_mrc, write_mrc
 
@@ -33,7 +34,10 @@ def test_integer_volume_keeps_layout_and_dtype(net3d):
     czyx = n2n_fast.denoise(net3d, volume[None], axes="CZYX")
     assert zyxc.dtype == np.uint16 and zyxc.shape == (4, 16, 16, 1) and czyx.shape == (1, 4, 16, 16)
     np.testing.assert_array_equal(zyxc[..., 0], czyx[0])
-    expected = np.clip(np.rint(_direct(net3d, volume.astype(np.float32) / 65535) * 65535), 0, 65535)
+    # scaled in as every tiling implementation scales integers: times the float32 reciprocal of the peak
+    # (conventions.INPUT_SCALE, as 2-D denoise does), rounded back by io.from_unit
+    scaled = volume.astype(np.float32) * np.float32(INPUT_SCALE[torch.uint16])
+    expected = np.clip(np.rint(_direct(net3d, scaled) * 65535), 0, 65535)
     np.testing.assert_array_equal(zyxc[..., 0], expected.astype(np.uint16))
 
 
