@@ -83,10 +83,13 @@ class _TiffPages:
                              f"{self.series_shape}; convert it to an uncompressed TIFF or .npy")
         self.pages = np.arange(int(np.prod(leading, dtype=np.int64))).reshape(leading)
 
-    def __call__(self, z_axis, z0, z1):
-        if z_axis >= self.pages.ndim:
+    def check(self, z_axis):
+        """Refuse, before any work, a series whose z axis lies inside its pages (one page holding the volume)."""
+        if z_axis is not None and z_axis >= self.pages.ndim:
             raise ValueError(f"path: {self.path}: its z axis lies inside one TIFF page of shape {self.page_shape}; "
                              f"convert it to an uncompressed TIFF or .npy to stream it")
+
+    def __call__(self, z_axis, z0, z1):
         index = [slice(None)] * self.pages.ndim
         index[z_axis] = slice(z0, z1)
         keys = self.pages[tuple(index)]
@@ -144,4 +147,7 @@ def open_volume(path, axes=None):
     if np.dtype(array.dtype).kind not in "uifb":
         raise TypeError(f"path: {path} holds {array.dtype} data; accepted: uint8, uint16 or float voxels")
     axes = check_axes(axes, array.shape) if axes is not None else infer_axes(array.shape, hint, f"image {path}")
-    return VolumeSource(array, axes, path, grid, read_pages)
+    source = VolumeSource(array, axes, path, grid, read_pages)
+    if read_pages is not None:
+        read_pages.check(source._z)
+    return source

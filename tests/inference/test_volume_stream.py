@@ -326,4 +326,9 @@ def test_bad_targets_and_inputs_are_refused_before_any_output(tmp_path):
     np.save(tmp_path / "levels.npy", np.full((5, 16, 16), 200, np.float32))  # 0-255 floats, no value_range
     with pytest.raises(ValueError, match="float pixels reach"):
         denoise_volume_file(Mix3d(), tmp_path / "levels.npy", tmp_path / "out.npy", axes="ZYX", **PLAN)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["int32.npy", "levels.npy", "two.npy"]
+    # a compressed TIFF whose pages each hold a row of every plane (z inside the page): not streamable by pages
+    tifffile.imwrite(tmp_path / "yxz.tif", _volume((16, 16, 5), np.uint16), photometric="minisblack",
+                     metadata={"axes": "YXZ"}, compression="zlib")
+    with pytest.raises(ValueError, match="z axis lies inside one TIFF page"):
+        denoise_volume_file(Mix3d(), tmp_path / "yxz.tif", tmp_path / "out.npy", **PLAN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int32.npy", "levels.npy", "two.npy", "yxz.tif"]
