@@ -1,5 +1,5 @@
 """Seam error of tiled 3-D inference: how much overlap per axis a trained 3-D U-Net needs for tiled == whole-volume
-within 50 dB. The 2-D study is benchmarks/seam_study.py; docs/tiling.md §7 records a run.
+within 50 dB. The 2-D study is benchmarks/seam_study.py; docs/tiling.md §8 records a run.
 
     python benchmarks/seam_study3d.py [--steps 150 400] [--features 8] [--large] [--out seam3d.json]
 
@@ -7,9 +7,10 @@ Trains small 3-D U-Nets with n2n_fast.train(dims=3) (N2N, Gaussian sigma 0.2, on
 binary_blobs(n_dim=3) smoothed by one voxel, benchmarks/volume_study.py's `blobs`; crops 8 x 32 x 32 so z_pools = 3,
 z alignment 8; batch 4, lr 1e-3, precision "auto", CPU, one thread), then denoises a held-out phantom
 (32 x 160 x 160, another seed, noisy at sigma 0.2) whole and tiled (float32), for every blend, tile shape and
-overlap (z, y-x) below, and reports PSNR(tiled, whole) in dB with the tile count. The overlap rule of the 3-D
-tile="auto" plan (n2n_fast/inference/volume_plan.py AUTO_OVERLAP_3D) is the smallest overlap per axis that keeps
-every measured configuration with at least 8 tiles at or above 50 dB.
+overlap (z, y-x) below, and reports PSNR(tiled, whole) in dB with the tile count; --large measures y-x tiles of
+160 (overlaps 32 and 64) on a 32 x 320 x 320 phantom. The overlap rule of the 3-D tile="auto" plan
+(n2n_fast/inference/volume_plan.py AUTO_OVERLAP_3D) comes from these tables: in y-x the smallest overlap at or
+above 50 dB, along z (where no affordable overlap reached it) half the tile.
 """
 import argparse
 import json
@@ -18,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,6 +78,20 @@ def measure(model, volume, configs=CONFIGS, blends=BLENDS, log=print):
     return rows
 
 
+def table(rows):
+    """Markdown: one line per (blend, steps), one column per (tile, effective overlap z/y-x), PSNR dB (tiles)."""
+    columns = sorted({(tuple(r["tile"]), r["overlap"][0], r["overlap"][1]) for r in rows},
+                     key=lambda c: (-c[0][0], c[0][1], c[1], c[2]))
+    head = [f"{'x'.join(map(str, t))} / {oz},{oyx}" for t, oz, oyx in columns]
+    lines = ["| blend | features | steps | " + " | ".join(head) + " |", "| --- " * (3 + len(head)) + "|"]
+    for key in sorted({(r["blend"], r["features"], r["steps"]) for r in rows}, key=lambda k: (BLENDS.index(k[0]),
+                                                                                              k[1], k[2])):
+        cells = {(tuple(r["tile"]), r["overlap"][0], r["overlap"][1]): f"{r['psnr']:.1f} ({r['tiles']})"
+                 for r in rows if (r["blend"], r["features"], r["steps"]) == key}
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells.get(c, "") for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[150, 400])
@@ -104,6 +118,7 @@ def main(argv=None):
             if args.out:
                 with open(args.out, "w") as handle:
                     json.dump(results, handle, indent=1)
+    print(table(results))
     return 0
 
 

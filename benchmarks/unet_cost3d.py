@@ -1,7 +1,7 @@
 """What one 3-D U-Net call (UNet dims=3) costs per voxel on this CPU, by tile shape and width: peak resident memory
 and time (float32, one thread, inference mode). The memory model of the 3-D tile="auto" plan
 (n2n_fast/inference/volume_plan.py tile_bytes: UNET3D_FLOATS per voxel plus the column buffer of thin tiles)
-must stay above the measured bytes; docs/tiling.md §7 has the
+must stay above the measured bytes; docs/tiling.md §8 has the
 table. The 2-D twin is benchmarks/unet_cost.py.
 
     python benchmarks/unet_cost3d.py [--features 8 16 48] [--shapes 16x64x64 32x64x64 32x128x128] [--repeats 2]

@@ -9,7 +9,6 @@ Geometry: n2n_fast/inference/plan.py; kernels: csrc/tiling.h; reference: n2n_fas
 """
 import contextlib
 import copy
-import sys
 
 import numpy as np
 import torch
@@ -18,14 +17,16 @@ from ..conventions import precision_name
 from ..devices import check_device
 from ..tiling import tile_ops
 from .auto_plan import activation_bytes_per_pixel, choose_plan
+from .model_run import canonical as _canonical
+from .model_run import check_model as _check_model
+from .model_run import move_band as _move_band
+from .model_run import show_progress as _show_progress
 from .plan import source_rows, tile_row_rows
 from .stream import BandReader, RowWriter
 from ..value_range import InUnits, check_value_range, denoise_limit
 
 PRECISIONS = ("float32", "bfloat16")  # "bf16" is accepted too (conventions.precision_name)
-PROGRESS_MIN_TILES = 64  # progress=None shows a bar from this many tiles on, when stderr is a terminal
 _NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
-_MODEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _TENSOR_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -94,33 +95,6 @@ def _destination(image, out):
                          f"through a torch view), got dtype {out.dtype.str} strides {out.strides}")
     _as_nchw(out, "out")  # dtype check
     return out
-
-
-def _check_model(model):
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    parameter = next(model.parameters(), None)
-    if parameter is None:
-        return torch.device("cpu"), torch.float32
-    if parameter.dtype not in _MODEL_DTYPES:  # the tiles are gathered in the model's dtype
-        raise TypeError(f"model: its parameters are {parameter.dtype}; denoise runs float32, float16 or bfloat16 "
-                        "models (model.float(); precision='bfloat16' for bf16 autocast)")
-    return parameter.device, parameter.dtype
-
-
-def _canonical(device):
-    """cuda -> cuda:<current>, so that the model's cuda:0 and a requested "cuda" compare equal."""
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def _show_progress(progress, count):
-    if progress is None:
-        return count >= PROGRESS_MIN_TILES and sys.stderr.isatty()
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected None, True or False, got {progress!r}")
-    return progress
 
 
 def _image_shape(image, batch_size):
@@ -308,13 +282,3 @@ def _tile_rows(run_model, plan, shape, reader, writer, ops, geometry, batch_size
         band = band[:, :, done - first:]
         band_top = done
     writer.finish()
-
-
-def _move_band(band, band_top, first, last, outer, inner, device):
-    """A zeroed float32 band (*outer, last - first, *inner) for image rows (volume planes) [first, last) along
-    dim 2, carrying over those it shares with `band` (whose first row is band_top)."""
-    new = torch.zeros((*outer, last - first, *inner), dtype=torch.float32, device=device)
-    keep = 0 if band is None else band_top + band.shape[2] - first
-    if keep > 0:
-        new[:, :, :keep] = band[:, :, band.shape[2] - keep:]
-    return new

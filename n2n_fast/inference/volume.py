@@ -25,7 +25,10 @@ from ..devices import check_device
 from ..padding import mirror_index
 from ..tiling import tile_ops
 from ..value_range import InUnits, check_value_range, denoise_limit
-from .denoise import _canonical, _check_model, _move_band, _show_progress
+from .model_run import canonical as _canonical
+from .model_run import check_model as _check_model
+from .model_run import move_band as _move_band
+from .model_run import show_progress as _show_progress
 from .dims import denoise_mode
 from .stream import BandReader, RowWriter
 from .volume_plan import activation_bytes_per_voxel, choose_volume_plan, spatial_alignment, tile_bytes

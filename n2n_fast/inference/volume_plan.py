@@ -1,4 +1,4 @@
-"""The tile plan of 3-D inference (a 3-D network on a volume; docs/tiling.md §7): tiles (d, h, w), overlaps, origins.
+"""The tile plan of 3-D inference (a 3-D network on a volume; docs/tiling.md §8): tiles (d, h, w), overlaps, origins.
 
 Each axis is planned as the 2-D planner plans rows and columns (n2n_fast/inference/plan.py axis_origins, the same
 stride rounding and last-tile rule), against that axis's alignment: the network's `spatial_alignment`
@@ -13,8 +13,9 @@ denoised exactly as the network would denoise it whole.
   `activation_bytes_per_voxel` bytes per tile voxel (measured, UNET3D_FLOATS below) and, for thin tiles on the
   CPU, a convolution's column buffer (column_bytes), plus the slab: the float32
   output planes of one tile row (two copies while the slab moves on) and the source planes it reads.
-- overlap="auto": AUTO_OVERLAP_3D, per axis, the smallest overlap measured to keep tiled-vs-whole PSNR >= 50 dB
-  (benchmarks/seam_study3d.py), rounded up to the axis's alignment and at most half the tile.
+- overlap="auto": AUTO_OVERLAP_3D, per axis, from the seams measured by benchmarks/seam_study3d.py: in y-x the
+  smallest overlap keeping tiled-vs-whole PSNR >= 50 dB, along z half the tile; rounded up to the axis's alignment
+  and at most half the tile.
 The plan is a pure function of (volume shape and dtype, network architecture, arguments, budget), as in 2-D.
 """
 import math
@@ -25,7 +26,7 @@ from .plan import MODES, axis_origins, stride_for
 
 AXES = ("z", "y", "x")
 # UNet(dims=3), float32, peak resident bytes per tile voxel measured at batch 1 by benchmarks/unet_cost3d.py:
-# 658-979 at features 8 and 16, 1030-1672 at features 48 (docs/tiling.md §7 has the table); this bound,
+# 658-979 at features 8 and 16, 1030-1672 at features 48 (docs/tiling.md §8 has the table); this bound,
 # 4 * (6 f + 2 c + 210), is 1040 and 2000 bytes there, above every measurement once the column buffer below is
 # added (the one measurement above it, 2395 at features 8 on 8 x 128 x 128, is that buffer).
 UNET3D_FLOATS = (6, 2, 210)
@@ -34,9 +35,13 @@ UNET3D_FLOATS = (6, 2, 210)
 # 27 floats per input channel and voxel: thin tiles of few channels pay it on top of the activations.
 SLOW_CONV3D_LIMIT = 20480
 GENERIC_FLOATS_PER_CHANNEL = 4  # 3-D models without a known formula: 4 live maps of their widest convolution
-# Per blend, the (z, y-x) overlap in voxels that benchmarks/seam_study3d.py measured to keep tiled vs whole-volume
-# PSNR >= 50 dB (docs/tiling.md §7); each is rounded up to its axis's alignment.
-AUTO_OVERLAP_3D = {"cosine": (8, 32), "gaussian": (8, 32), "stitch": (8, 32)}
+# Per blend, the (z, y-x) overlap in voxels from benchmarks/seam_study3d.py (docs/tiling.md §8), each rounded up to
+# its axis's alignment. y-x: 64, the smallest overlap with tiled vs whole-volume PSNR >= 50 dB (52.2 dB at tiles of
+# 160, 47.5 at 32). z: no z overlap the study could afford reached 50 dB (a z seam costs 10-15 dB: the z receptive
+# field, ~37 planes at z_pools 3, exceeds the tiles a budget holds), and each step of it helped (+3-5 dB), so z
+# takes HALF_TILE, half the z tile (stride = half the tile): the most the blend takes.
+HALF_TILE = "half"
+AUTO_OVERLAP_3D = {"cosine": (HALF_TILE, 64), "gaussian": (HALF_TILE, 64), "stitch": (HALF_TILE, 64)}
 
 
 @dataclass(frozen=True)
@@ -152,11 +157,11 @@ def _per_axis(value, name):
 def auto_overlaps(alignment, blend, caps):
     """The measured overlap per axis, rounded up to the axis's alignment and at most half of `caps`: half a tile is
     the effective overlap that an overlap just below it gives through the stride rounding (plan.stride_for), and
-    small 3-D tiles need it (docs/tiling.md §7)."""
+    small 3-D tiles need it (docs/tiling.md §8)."""
     z, yx = AUTO_OVERLAP_3D[blend]
     overlaps = []
     for wanted, align, cap in zip((z, yx, yx), alignment, caps):
-        overlap = _round_up(wanted, align)
+        overlap = cap // 2 // align * align if wanted == HALF_TILE else _round_up(wanted, align)
         while overlap and (2 * overlap > cap or overlap >= cap):
             overlap -= align
         overlaps.append(max(overlap, 0))
@@ -210,14 +215,15 @@ def _axis_options(length, align, wanted, blend, given):
     `wanted` is the overlap asked (given=True) or the measured rule's (clamped to half the side when it does not
     fit: those options are marked by an overlap below `wanted`)."""
     options = {}
-    reach = 2 * wanted + 2 * align
-    for cap in range(_round_up(length, align) + reach, align - 1, -align):
+    reach = 2 * (length if wanted == HALF_TILE else wanted) + 2 * align
+    for cap in range(_round_up(length + reach, align), align - 1, -align):
         if _round_up(length, align) <= cap:  # one tile: no seam, no overlap
             options[_round_up(length, align), 0] = 1
             continue
         overlap = wanted
         if not given:
-            overlap = min(wanted, cap // 2 // align * align)
+            half = cap // 2 // align * align
+            overlap = half if wanted == HALF_TILE else min(wanted, half)
         side = _axis_side(length + (2 * (overlap // 2) if blend == "stitch" else 0), cap, overlap, align)
         if side is None or 2 * overlap > side or (given and 2 * overlap >= side):
             continue
@@ -228,13 +234,13 @@ def _axis_options(length, align, wanted, blend, given):
 
 def _plan_auto(shape, channels, overlap, budget, batch_size, tile_cost, alignment, blend, itemsize):
     """The fitting plan that processes the fewest voxels among those whose split axes all get their full overlap;
-    when none fits, the one with the fewest axes short of it, largest tile first. Tiles along z and in y-x are
-    sized separately, since a slab costs its depth times the whole plane."""
-    depth, height, width = shape
+    when none fits, the one with the widest y-x tile (then the fewest axes short of it, the largest tile). Tiles
+    along z and in y-x are sized separately, since a slab costs its depth times the whole plane."""
+    _, height, width = shape
     given = overlap != "auto"
+    rule = (AUTO_OVERLAP_3D[blend][0],) + (AUTO_OVERLAP_3D[blend][1],) * 2
     wanted = tuple(_round_up(o, a) for o, a in zip(overlap, alignment)) if given else \
-        tuple(_round_up(w, a) for w, a in zip((AUTO_OVERLAP_3D[blend][0],) + (AUTO_OVERLAP_3D[blend][1],) * 2,
-                                              alignment))
+        tuple(w if w == HALF_TILE else _round_up(w, a) for w, a in zip(rule, alignment))
     axes = [_axis_options(length, a, w, blend, given) for length, a, w in zip(shape, alignment, wanted)]
     best, need, cheapest = None, None, tuple(alignment)
     for (d, oz), nz in axes[0].items():
@@ -246,10 +252,14 @@ def _plan_auto(shape, channels, overlap, budget, batch_size, tile_cost, alignmen
                     need, cheapest = cost, (d, h, w)
                 if cost > budget:
                     continue
-                clamped = sum(o < want and n > 1 for o, want, n in zip((oz, oy, ox), wanted, (nz, ny, nx)))
+                # short of the rule: a split axis below its overlap (half-tile axes: with none at all)
+                clamped = sum(n > 1 and (o == 0 if want == HALF_TILE else o < want)
+                              for o, want, n in zip((oz, oy, ox), wanted, (nz, ny, nx)))
                 processed = nz * ny * nx * d * h * w
-                # full overlaps: the fewest voxels processed; else the fewest short axes, then the largest tile
-                key = (clamped, processed if not clamped else -(d * h * w), processed, (d, h, w), (oz, oy, ox))
+                # full overlaps: the fewest voxels processed; else the widest y-x tile (the seams a short overlap
+                # leaves are fewest there), then the fewest short axes, then the largest tile
+                rank = processed if not clamped else (-min(h, w), clamped, -(d * h * w))
+                key = (clamped > 0, rank, processed, (d, h, w), (oz, oy, ox))
                 if best is None or key < best:
                     best = key
     if best is not None:

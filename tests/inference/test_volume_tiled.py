@@ -98,7 +98,7 @@ def test_one_tile_is_the_network_on_the_whole_volume():
 @pytest.fixture(scope="module")
 def trained3d(tmp_path_factory):
     """A tiny 3-D U-Net trained briefly (N2N on a smooth phantom, ~10 s): an untrained network's response to tile
-    borders says little about a trained one's (docs/tiling.md §7)."""
+    borders says little about a trained one's (docs/tiling.md §8)."""
     from scipy.ndimage import gaussian_filter
 
     torch.set_num_threads(1)
@@ -145,8 +145,8 @@ def test_plan_is_deterministic_within_budget_and_aligned():
     small = denoise_plan(net, volume, axes="ZYX", memory_budget=100 << 20)
     assert small.plan.count > 8 and "tiles of" in small.describe() and "budget" in small.describe()
     pinned = denoise_plan(net, volume, axes="ZYX", memory_budget=256 << 20).plan  # the same on any machine
-    assert (pinned.grid, pinned.tile, pinned.overlap) == ((2, 2, 4), (24, 128, 64), (8, 32, 32))
-    assert pinned.origins == ((0, 16), (0, 96), (0, 32, 64, 96))
+    assert (pinned.grid, pinned.tile, pinned.overlap) == ((5, 2, 2), (8, 160, 96), (0, 64, 32))
+    assert pinned.origins == ((0, 8, 16, 24, 32), (0, 64), (0, 64))
     assert denoise_plan(net, volume, axes="ZYX", memory_budget=4 << 30).plan.count == 1
 
 
@@ -256,3 +256,21 @@ def test_bad_arguments_are_refused_by_name(conv3d):
         n2n_fast.denoise(net, volume.astype(np.int16), axes="ZYX")
     with pytest.raises(ValueError, match="NaN"):
         n2n_fast.denoise(net, np.full(ODD, np.nan, np.float32), axes="ZYX")
+
+
+def test_cli_denoise_of_a_volume_prints_its_plan_and_takes_per_axis_tiles(tmp_path, capsys):
+    from checkpoints import save_model
+    from n2n_fast.cli import main
+    from n2n_fast.mrc import read_mrc, write_mrc
+
+    torch.manual_seed(5)
+    net = n2n_fast.UNet(1, features=4, dims=3, z_pools=1).eval()
+    checkpoint = save_model(net, tmp_path / "net3d.pt")
+    volume = _volume((9, 40, 70), seed=10)
+    source = write_mrc(tmp_path / "tomo.mrc", volume)
+    assert main(["denoise", "--checkpoint", str(checkpoint), str(source), str(tmp_path / "out.mrc"), "--device",
+                 "cpu", "--quiet", "--tile", "6,32,64", "--overlap", "2,0,16"]) == 0
+    printed = capsys.readouterr().out
+    assert "plan: 2 x 2 x 2 tiles of 6 x 32 x 64 voxels (given), overlap 2 x 0 x 32" in printed
+    expected = n2n_fast.denoise(net, volume, axes="ZYX", tile=(6, 32, 64), overlap=(2, 0, 16))
+    np.testing.assert_array_equal(np.asarray(read_mrc(tmp_path / "out.mrc")[0]), expected)
