@@ -268,7 +268,7 @@ def test_peak_memory_is_bounded_by_the_plan(tmp_path):
     and clip, the integer cast) and the sink's copy, the reference tiling ops make tile-sized temporaries, and the
     allocators keep some freed memory. It fails if a pass holds the volume (a float32 copy alone is 48 MiB) or if
     mapped file pages stay resident: without mapped_pages.release_pages the growth measured 36 MiB at this size
-    (both files' pages), with it 12-20 MiB (1 thread, shared CPU). The volume is deep rather than the brief's
+    (both files' pages), with it 11.5-14.1 MiB (1 thread, shared CPU). The volume is deep rather than the brief's
     48 planes so that the files' pages (2 x 24 MiB) would exceed the bound."""
     volume = np.lib.format.open_memmap(tmp_path / "v.npy", mode="w+", dtype=np.uint16, shape=(192, 256, 256))
     rng = np.random.default_rng(9)
