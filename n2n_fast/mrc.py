@@ -109,10 +109,19 @@ def write_mrc(path, data, grid=None):
             target = mrc.data.reshape(sections.shape)
             for z in range(sections.shape[0]):
                 target[z] = sections[z]
-            if grid is not None:
-                z, y, x = grid.voxel_size
-                mrc.voxel_size = (x, y, z)
-                z, y, x = grid.origin
-                mrc.header.origin = (x, y, z)
+            write_grid(mrc, grid)
             mrc.update_header_stats()
     return path
+
+
+def write_grid(mrc, grid):
+    """Put `grid`'s voxel size and origin (VoxelGrid, (z, y, x); None: leave them unset) into the header of the
+    open mrcfile object `mrc` (which stores them x first)."""
+    if grid is None:
+        return
+    if not isinstance(grid, VoxelGrid):
+        raise TypeError(f"voxel_grid: expected an n2n_fast.mrc.VoxelGrid or None, got {type(grid).__name__}")
+    z, y, x = grid.voxel_size
+    mrc.voxel_size = (x, y, z)
+    z, y, x = grid.origin
+    mrc.header.origin = (x, y, z)

@@ -177,8 +177,8 @@ def denoise_files(model, source, target, *, overwrite=False, axes=None, value_ra
     options["device"] = device
     jobs = _jobs(source, target)
     _check_outputs(jobs, overwrite)
-    if getattr(model, "dims", 2) == 3:  # a 3-D network denoises volume files in 3-D tiles (inference/volume.py)
-        from .volume import denoise_volume_files
+    if getattr(model, "dims", 2) == 3:  # a 3-D network streams volume files in slabs of planes (volume_files.py)
+        from .volume_files import denoise_volume_files
 
         return denoise_volume_files(model, jobs, axes=axes, log=log, **dict(
             options, precision=precision, backend=backend, value_range=value_range, progress=progress))

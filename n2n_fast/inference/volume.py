@@ -19,7 +19,7 @@ import copy
 import numpy as np
 import torch
 
-from ..axes import check_axes, from_stack, infer_axes, to_stack
+from ..axes import check_axes, infer_axes, to_stack
 from ..conventions import precision_name
 from ..devices import check_device
 from ..padding import mirror_index
@@ -196,29 +196,6 @@ def _tile_slabs(run_model, plan, channels, reader, writer, ops, geometry, batch_
         slab = slab[:, :, done - first:]
         slab_top = done
     writer.finish()
-
-
-def denoise_volume_files(model, jobs, *, axes=None, log=print, **options):
-    """[(input, output)]: each (source, target) volume file denoised in tiles, written in the input's dtype
-    (8/16-bit integers kept, else float32) and layout, with the input's voxel size and origin (MRC,
-    io.read_voxel_grid); the plan of each is logged. options: as denoise_planes takes them."""
-    from ..io import read_stack, read_voxel_grid, write_stack
-
-    written = []
-    for source, target in jobs:
-        try:
-            stack, dtype, layout = read_stack(str(source), axes)
-            denoise_mode(model, layout, from_stack(stack, layout).shape, f"input {source}")
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"source: {source}: {exc}") from exc
-        kept = dtype if dtype in (np.uint8, np.uint16) else np.float32
-        result = np.empty(stack.shape, dtype=stack.dtype if stack.dtype.isnative else stack.dtype.newbyteorder("="))
-        plan = denoise_planes(model, ArraySource(stack), ArraySink(result), **options)
-        log(f"{source}: {plan.describe()}")
-        write_stack(str(target), result, kept, layout, voxel_grid=read_voxel_grid(str(source)))
-        written.append((source, target))
-        log(f"{source} -> {target} (a {layout} volume of {stack.shape[0]} slices)")
-    return written
 
 
 def refuse_volume_batch(image):
