@@ -3,6 +3,7 @@ TypeError / FileNotFoundError / FileExistsError / FloatingPointError) whose mess
 option (a path as the user gave it, never a temporary file), before any work is done; on the CLI a non-zero exit
 with one such line and no traceback. A third table holds what must not warn or fail: ordinary calls that printed
 noise, and an optional extra that breaks at the end of a run."""
+import contextlib
 import logging
 import os
 import subprocess
@@ -357,9 +358,26 @@ def _train_read_only_arrays(tmp):
     return _warnings_of(_TRAIN.format(data=data, out=str(tmp / "run")))
 
 
+@contextlib.contextmanager
+def _pyplot_unimportable():
+    """`from matplotlib import pyplot` fails: blocked in sys.modules and, when an earlier test imported it, taken
+    off the matplotlib package too (the from-import reads that attribute first, so the block alone leaves this
+    test depending on which tests ran before it)."""
+    package = sys.modules.get("matplotlib")
+    pyplot = getattr(package, "pyplot", None)
+    if pyplot is not None:
+        del package.pyplot
+    try:
+        with _without("matplotlib.pyplot"):
+            yield
+    finally:
+        if pyplot is not None:
+            package.pyplot = pyplot
+
+
 def _train_with_broken_matplotlib(tmp):
     """matplotlib is found (plot=None draws the figure) but fails to import at the end of the run."""
-    with _without("matplotlib.pyplot"):
+    with _pyplot_unimportable():
         result = _train(tmp, plot=None)
     assert result.checkpoint and os.path.isfile(result.checkpoint)
     return result
