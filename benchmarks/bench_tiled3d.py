@@ -39,15 +39,6 @@ def unet3d():
     return n2n_fast.UNet(1, features=FEATURES, dims=3).eval()
 
 
-@pytest.fixture
-def one_thread(device):
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _whole(net, volume, device):
     with torch.inference_mode():
         return net(torch.from_numpy(volume)[None, None].to(device))[0, 0].cpu().numpy()

@@ -29,15 +29,6 @@ def unet():
     return n2n_fast.UNet(3, features=FEATURES).eval()
 
 
-@pytest.fixture
-def one_thread(device):
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _whole(net, image, device):
     with torch.inference_mode():
         result = net(torch.from_numpy(image).permute(2, 0, 1)[None].to(device))[0].permute(1, 2, 0)

@@ -36,6 +36,16 @@ def device():
 
 
 @pytest.fixture
+def one_thread(device):
+    """One torch thread on the CPU for the test's duration (stable figures on shared cores), restored after."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def full():
     """True when the full sizes were asked for (N2N_FAST_BENCH_FULL=1)."""
     return FULL

@@ -11,6 +11,7 @@ from n2n_fast import _ext
 from n2n_fast.padding import mirror_index
 from n2n_fast.reference import tiling as ref
 from n2n_fast.inference.plan import MODES, axis_origins, make_plan, stride_for
+from tiling3d_cases import random_volume  # tests/tiling3d_cases.py
 from tolerance import assert_close
 
 IN_DTYPES = (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -28,13 +29,7 @@ def ext():
     return tiling
 
 
-def _image(gen, shape, dtype):
-    values = torch.rand(shape, generator=gen)
-    if dtype == torch.uint8:
-        return (values * 255).round().to(dtype)
-    if dtype == torch.uint16:
-        return (values * 65535).round().to(torch.int32).to(dtype)
-    return values.to(dtype)
+_image = random_volume  # any shape: integers over their whole range, floats in [0, 1)
 
 
 def _all_tiles(plan, n_images):

@@ -21,7 +21,7 @@ def extension_ops():
     return tiling
 
 
-def random_volume(gen, shape, dtype):
+def random_volume(gen, shape, dtype):  # also the 2-D images of tests/test_ops_tiling.py
     """A random volume of `dtype`: integers over their whole range, floats in [0, 1)."""
     values = torch.rand(shape, generator=gen)
     if dtype == torch.uint8:

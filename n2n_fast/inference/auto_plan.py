@@ -80,17 +80,24 @@ def default_memory_budget(device):
 
 def activation_bytes_per_pixel(model, channels):
     """Peak float32 activation bytes per tile pixel of one model call (an upper bound, from the architecture)."""
-    custom = getattr(model, "activation_bytes_per_pixel", None)
+    import torch
+
+    return activation_bytes(model, channels, "activation_bytes_per_pixel", UNET_FLOATS, torch.nn.Conv2d)
+
+
+def activation_bytes(model, channels, custom_name, unet_floats, convolution):
+    """Peak float32 activation bytes per tile element of one model call: the model's own `custom_name`(channels)
+    when it has one, else for a UNet 4 * (a f + b c + fixed) from `unet_floats` = (a, b, fixed) (measured per
+    dims), else GENERIC_FLOATS_PER_CHANNEL live maps of its widest `convolution` (nn.Conv2d or nn.Conv3d)."""
+    custom = getattr(model, custom_name, None)
     if callable(custom):
         return int(custom(channels))
     from ..unet import UNet
 
     if isinstance(model, UNet):
-        per_feature, per_channel, fixed = UNET_FLOATS
+        per_feature, per_channel, fixed = unet_floats
         return 4 * (per_feature * model.features + per_channel * channels + fixed)
-    import torch
-
-    widths = [m.in_channels + m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    widths = [m.in_channels + m.out_channels for m in model.modules() if isinstance(m, convolution)]
     return 4 * GENERIC_FLOATS_PER_CHANNEL * max(widths + [2 * channels])
 
 

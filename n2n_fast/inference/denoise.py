@@ -19,6 +19,7 @@ from ..tiling import tile_ops
 from .auto_plan import activation_bytes_per_pixel, choose_plan
 from .model_run import canonical as _canonical
 from .model_run import check_model as _check_model
+from .model_run import checked_output
 from .model_run import move_band as _move_band
 from .model_run import show_progress as _show_progress
 from .plan import source_rows, tile_row_rows
@@ -266,10 +267,7 @@ def _tile_rows(run_model, plan, shape, reader, writer, ops, geometry, batch_size
                            model_dtype)
             if bf16:
                 tiles = tiles.contiguous(memory_format=torch.channels_last)
-            result = run_model(tiles)
-            if not isinstance(result, torch.Tensor) or result.shape != tiles.shape:
-                raise ValueError(f"model: output shape {tuple(getattr(result, 'shape', ()))} differs from its "
-                                 f"input {tuple(tiles.shape)}; denoise needs an image-to-image model")
+            result = checked_output(run_model(tiles), tiles, "an image-to-image")
             blend_op(band, result, index, row_origins, col_origins, height, width, band_top, plan.overlap,
                      plan.mode)
             if bar is not None:

@@ -44,3 +44,12 @@ def move_band(band, band_top, first, last, outer, inner, device):
     if keep > 0:
         new[:, :, :keep] = band[:, :, band.shape[2] - keep:]
     return new
+
+
+def checked_output(result, tiles, kind):
+    """The model's output for a batch of tiles, refused unless it has the tiles' shape (`kind`: "an image-to-image"
+    or "a volume-to-volume")."""
+    if not isinstance(result, torch.Tensor) or result.shape != tiles.shape:
+        raise ValueError(f"model: output shape {tuple(getattr(result, 'shape', ()))} differs from its input "
+                         f"{tuple(tiles.shape)}; denoise needs {kind} model")
+    return result

@@ -27,6 +27,7 @@ from ..tiling import tile_ops
 from ..value_range import InUnits, check_value_range, denoise_limit
 from .model_run import canonical as _canonical
 from .model_run import check_model as _check_model
+from .model_run import checked_output
 from .model_run import move_band as _move_band
 from .model_run import show_progress as _show_progress
 from .dims import denoise_mode
@@ -180,10 +181,7 @@ def _tile_slabs(run_model, plan, channels, reader, writer, ops, geometry, batch_
                            source_top, model_dtype)
             if bf16:
                 tiles = tiles.contiguous(memory_format=torch.channels_last_3d)
-            result = run_model(tiles)
-            if not isinstance(result, torch.Tensor) or result.shape != tiles.shape:
-                raise ValueError(f"model: output shape {tuple(getattr(result, 'shape', ()))} differs from its "
-                                 f"input {tuple(tiles.shape)}; denoise needs a volume-to-volume model")
+            result = checked_output(run_model(tiles), tiles, "a volume-to-volume")
             blend(slab, result, index, z_origins, y_origins, x_origins, depth, height, width, slab_top,
                   *plan.overlap, plan.mode)
             if bar is not None:

@@ -21,7 +21,7 @@ The plan is a pure function of (volume shape and dtype, network architecture, ar
 import math
 from dataclasses import dataclass
 
-from .auto_plan import _check_overlap, _check_tile, _mib, check_budget, default_memory_budget
+from .auto_plan import _check_overlap, _check_tile, _mib, activation_bytes, check_budget, default_memory_budget
 from .plan import MODES, axis_origins, stride_for
 
 AXES = ("z", "y", "x")
@@ -34,7 +34,6 @@ UNET3D_FLOATS = (6, 2, 210)
 # height is at most 20480 (aten ConvUtils use_mkldnn), and slow_conv3d unfolds its input into a column buffer of
 # 27 floats per input channel and voxel: thin tiles of few channels pay it on top of the activations.
 SLOW_CONV3D_LIMIT = 20480
-GENERIC_FLOATS_PER_CHANNEL = 4  # 3-D models without a known formula: 4 live maps of their widest convolution
 # Per blend, the (z, y-x) overlap in voxels from benchmarks/seam_study3d.py (docs/tiling.md §8), each rounded up to
 # its axis's alignment. y-x: 64, the smallest overlap with tiled vs whole-volume PSNR >= 50 dB (52.2 dB at tiles of
 # 160, 47.5 at 32). z: no z overlap the study could afford reached 50 dB (a z seam costs 10-15 dB: the z receptive
@@ -102,18 +101,9 @@ def spatial_alignment(model):
 
 def activation_bytes_per_voxel(model, channels):
     """Peak float32 activation bytes per tile voxel of one model call (an upper bound, from the architecture)."""
-    custom = getattr(model, "activation_bytes_per_voxel", None)
-    if callable(custom):
-        return int(custom(channels))
-    from ..unet import UNet
-
-    if isinstance(model, UNet):
-        per_feature, per_channel, fixed = UNET3D_FLOATS
-        return 4 * (per_feature * model.features + per_channel * channels + fixed)
     import torch
 
-    widths = [m.in_channels + m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
-    return 4 * GENERIC_FLOATS_PER_CHANNEL * max(widths + [2 * channels])
+    return activation_bytes(model, channels, "activation_bytes_per_voxel", UNET3D_FLOATS, torch.nn.Conv3d)
 
 
 def column_bytes(model, channels, tile):
