@@ -26,8 +26,12 @@ from n2n_fast.inference.denoise import denoise, denoise_plan
 from bench_tiling import _peak, _reset_peak
 from conftest import FULL
 
-SHAPES = ((64, 256, 256), (128, 512, 512)) if FULL else ((16, 96, 96),)
-FEATURES = 8
+# N2N_FAST_BENCH_VOLUME=DxHxW and N2N_FAST_BENCH_FEATURES=F replace the sizes and width (benchmarks/gpu_check.sh:
+# a 300 x 1000 x 1000 tomogram at the paper's width 48)
+_VOLUME = os.environ.get("N2N_FAST_BENCH_VOLUME")
+SHAPES = ((tuple(int(v) for v in _VOLUME.split("x")),) if _VOLUME else
+          ((64, 256, 256), (128, 512, 512)) if FULL else ((16, 96, 96),))
+FEATURES = int(os.environ.get("N2N_FAST_BENCH_FEATURES", "8"))
 ROUNDS = 1
 WHOLE_MAX = int(os.environ.get("N2N_FAST_BENCH_WHOLE_MAX", str(2 ** 24)))
 BUDGET = None if FULL else 96 << 20  # CI: a budget that splits the small volume into several tiles

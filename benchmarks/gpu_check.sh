@@ -11,7 +11,8 @@
 #                                         defaults, tuned and naive hand-written steps, the typical DataLoader loop,
 #                                         the reference (benchmarks/bench_train.py)
 #   4. tiled inference against whole-image (benchmarks/bench_tiling.py)
-#   5. the loss and noise kernels' GB/s against the bytes they must move (bench_loss.py, bench_noise.py)
+#   5. the loss and noise kernels' GB/s against the bytes they must move (bench_loss.py, bench_noise.py); the
+#      3-D training step (bench_train3d.py) and a 300 x 1000 x 1000 tomogram denoised in tiles (bench_tiled3d.py)
 #   6. the quality study at the paper's settings (U-Net 48, batch 4, crop 256, lr 3e-4), Gaussian sigma 25, for
 #      the seconds left: held-out PSNR of N2N against N2C (benchmarks/quality.py)
 # Budget: at most 8 minutes in all on an H100/H200 (each step under `timeout`, the quality study sized to what is
@@ -81,6 +82,10 @@ bench tiling 35 benchmarks/bench_tiling.py -k "not memmap and not denoise_4096"
 # ~80 op benchmarks: a quarter second each (pytest-benchmark's default is a second)
 bench loss 40 benchmarks/bench_loss.py -k "not compile" --benchmark-max-time=0.25 --benchmark-min-rounds=3
 bench noise 40 benchmarks/bench_noise.py -k "not compile" --benchmark-max-time=0.25 --benchmark-min-rounds=3
+# volumes: the 3-D training step at the issue's sizes (2 x 1 x 32 x 64², 4 x 1 x 64 x 128², features 48), then a
+# 300 x 1000 x 1000 float32 tomogram at full width denoised in 3-D tiles (whole-volume inference cannot fit)
+bench train3d 45 benchmarks/bench_train3d.py
+N2N_FAST_BENCH_VOLUME=300x1000x1000 N2N_FAST_BENCH_FEATURES=48 bench tiled3d 90 benchmarks/bench_tiled3d.py
 
 # the quality study: 2 runs (N2N, N2C) of the paper's U-Net; about 40 steps/s at 4 x 256² with the graph on an
 # H100 (the sweep's images/s say what it was), validation and start-up included, 25 s kept for the rest

@@ -22,7 +22,9 @@ import report  # noqa: E402
 
 BENCHES = ((("sweep128", "sweep256"), "Training step sweep (bench_train.py)"),
            (("tiling",), "Tiled inference (bench_tiling.py)"),
-           (("loss", "noise"), "Loss and noise kernels (bench_loss.py, bench_noise.py)"))
+           (("loss", "noise"), "Loss and noise kernels (bench_loss.py, bench_noise.py)"),
+           (("train3d",), "3-D training step (bench_train3d.py)"),
+           (("tiled3d",), "A 300 x 1000 x 1000 tomogram in 3-D tiles, features 48 (bench_tiled3d.py)"))
 # (batch, crop, noise op, ours, theirs, target): the goals the sweep is read against
 GOALS = ((4, 128, "train step n2n l2 (paper U-Net)", "graph", "tuned", 2.0),
          (4, 256, "train step n2n l2 (paper U-Net)", "graph", "tuned", 1.2),
