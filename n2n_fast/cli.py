@@ -344,7 +344,8 @@ def _add_denoise_parser(sub):
                        formatter_class=_HelpFormatter)
     _option(p, denoise_files, "--checkpoint", dest="model", help="checkpoint written by `n2n-fast train` (.pt)")
     _option(p, denoise_files, "source", metavar="input",
-            help="image file (PNG, JPEG, TIFF, .npy), a folder of them, or Zarr/OME-Zarr (.zarr)")
+            help="image or volume file (PNG, JPEG, TIFF, .npy, MRC), a folder of them, or Zarr/OME-Zarr (.zarr); "
+                 "a 3-D checkpoint streams volumes through in z slabs")
     _option(p, denoise_files, "target", metavar="output", help="output file, or folder (for a folder input)")
     _option(p, denoise, "--tile", type=_auto_or_int,
             help="tile side, a multiple of 32, or auto: the largest that fits --memory-budget; a 3-D checkpoint "
