@@ -36,13 +36,12 @@ import time
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import n2n_fast
 from n2n_fast.training.data import ImageStore
 from n2n_fast.training.step import autocast_dtype, capture, make_run, train_step
 
-from conftest import FULL, reference_step, sync
+from conftest import FULL, hand_written_step, reference_step, sync
 
 NOISES = {"gaussian": n2n_fast.Gaussian((0, 50 / 255)), "poisson": n2n_fast.Poisson((0.001, 50.0))}  # the paper's
 CASES = ([((b, 3, c, c), "gaussian") for c in (128, 256) for b in (1, 4, 16, 64)] + [((16, 3, 256, 256), "poisson")]
@@ -90,18 +89,8 @@ def _hand_noise(x, noise):
 def _model_step(model, device, tuned):
     """(noisy, target) -> None: forward, F.mse_loss, backward, Adam; tuned = bf16 autocast where native,
     channels_last and fused Adam (what the tuned and the typical steps share)."""
-    amp = autocast_dtype("auto", device) if tuned else None
-    memory_format = torch.channels_last if tuned else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, fused=tuned)
-
-    def step(noisy, target):
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss = F.mse_loss(model(noisy.contiguous(memory_format=memory_format)).float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return hand_written_step(model, device, autocast_dtype("auto", device) if tuned else None,
+                             torch.channels_last if tuned else torch.contiguous_format, fused=tuned)
 
 
 def _user_step(model, clean, device, noise, tuned, compiled=False):

@@ -35,14 +35,13 @@ import inspect
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import n2n_fast
 from n2n_fast.training.step import autocast_dtype, make_run, train_step
 from n2n_fast.training.volumes import training_volumes
 from n2n_fast.unet import z_pool_levels
 
-from conftest import FULL, reference_step, sync
+from conftest import FULL, hand_written_step, reference_step, sync
 
 NOISE = n2n_fast.Gaussian((0, 50 / 255))  # the paper's range, as in bench_train.py
 HAND_SIGMA = 25 / 255
@@ -74,18 +73,12 @@ def _default_step(model, clean, device):
 def _tuned_step(model, clean, device, memory_format, precision="auto"):
     """The hand-written 3-D loop: randn_like noise twice, F.mse_loss, fused Adam, bf16 autocast where native
     (precision="float32": none)."""
-    amp = autocast_dtype(precision, device)
-    model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, fused=True)
+    model_step = hand_written_step(model, device, autocast_dtype(precision, device), memory_format, fused=True)
 
     def step():
         noisy = clean + HAND_SIGMA * torch.randn_like(clean)
         target = clean + HAND_SIGMA * torch.randn_like(clean)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss = F.mse_loss(model(noisy.contiguous(memory_format=memory_format)).float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        model_step(noisy, target)
     return step
 
 

@@ -19,6 +19,7 @@ import platform
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 FULL = os.environ.get("N2N_FAST_BENCH_FULL", "0") not in ("", "0")
 # Other jobs on the machine distort CPU timings: keep the load (1/5/15-minute averages) at the start and the end.
@@ -124,3 +125,18 @@ def reference_step(model, clean, noise):
         optimizer.step()
         state["step"] += 1
     return run
+
+
+def hand_written_step(model, device, amp, memory_format, fused):
+    """(noisy, target) -> None, the model half of the hand-written steps (bench_train.py, bench_train3d.py):
+    forward in `memory_format` under `amp` autocast (None: float32), F.mse_loss, backward, Adam (lr 3e-4, `fused`)."""
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, fused=fused)
+
+    def step(noisy, target):
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = F.mse_loss(model(noisy.contiguous(memory_format=memory_format)).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step

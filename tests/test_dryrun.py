@@ -261,13 +261,14 @@ def test_train_steps_repeat_their_launches(dry_run, tmp_path, mode):
                                                                                  "_n2n_loss_kernel"))
 
 
-def test_every_triton_launch_of_a_step_is_inside_the_captured_body(dry_run, tmp_path, monkeypatch):
-    """graph_step.py captures train.step_body: every Triton launch train_step makes must happen inside it (a launch
-    in train_step around it would run once at capture and never again on replay), in each captured mode."""
+def _count_step_launches(dry_run, monkeypatch, check=None):
+    """Patches training.step so that every train_step and step_body call adds the Triton launches it makes to
+    counts["step"] / counts["body"] (returned). check(run, number), when given, runs before each step and returns
+    the context the step runs in."""
     import importlib
 
-    train_module = importlib.import_module("n2n_fast.training.step")
-    real_step, real_body = train_module.train_step, train_module.step_body
+    step_module = importlib.import_module("n2n_fast.training.step")
+    real_step, real_body = step_module.train_step, step_module.step_body
     counts = {"step": 0, "body": 0}
 
     def body(run, step):
@@ -277,13 +278,22 @@ def test_every_triton_launch_of_a_step_is_inside_the_captured_body(dry_run, tmp_
         return loss
 
     def step(run, number):
+        context = contextlib.nullcontext() if check is None else check(run, number)
         before = len(dry_run.LAUNCHES)
-        loss = real_step(run, number)
+        with context:
+            loss = real_step(run, number)
         counts["step"] += len(dry_run.LAUNCHES) - before
         return loss
 
-    monkeypatch.setattr(train_module, "step_body", body)
-    monkeypatch.setattr(train_module, "train_step", step)
+    monkeypatch.setattr(step_module, "step_body", body)
+    monkeypatch.setattr(step_module, "train_step", step)
+    return counts
+
+
+def test_every_triton_launch_of_a_step_is_inside_the_captured_body(dry_run, tmp_path, monkeypatch):
+    """graph_step.py captures train.step_body: every Triton launch train_step makes must happen inside it (a launch
+    in train_step around it would run once at capture and never again on replay), in each captured mode."""
+    counts = _count_step_launches(dry_run, monkeypatch)
     images = [torch.randint(0, 256, (40, 44, 3), dtype=torch.uint8).numpy() for _ in range(3)]
     for mode, kwargs in REPEAT_MODES.items():
         n2n_fast.train(data=images, **kwargs, steps=3, batch_size=2, crop=16, features=8, out_dir=tmp_path / mode,
@@ -437,31 +447,16 @@ def test_volume_steps_repeat_their_launches(dry_run, tmp_path, monkeypatch, mode
     launch the same kernels, grids, dtypes and scalars (the step read from device memory by the crops, the noise and
     the loss), TRAIN3D_LAUNCHES of them; every launch of a step is inside step_body, the part a graph captures; and
     no step after the first syncs the host (SyncDetector)."""
-    import importlib
-
     from n2n_fast.training import graph_step
 
-    step_module = importlib.import_module("n2n_fast.training.step")
-    real_step, real_body = step_module.train_step, step_module.step_body
-    counts, watched = {"step": 0, "body": 0}, []
+    watched = []
 
-    def body(run, step):
-        before = len(dry_run.LAUNCHES)
-        loss = real_body(run, step)
-        counts["body"] += len(dry_run.LAUNCHES) - before
-        return loss
-
-    def step(run, number):
+    def check(run, number):
         assert graph_step.refusal(run, torch.device("cuda"), 1, False) is None
-        before = len(dry_run.LAUNCHES)
-        with SyncDetector() if number else contextlib.nullcontext():
-            loss = real_step(run, number)
-        counts["step"] += len(dry_run.LAUNCHES) - before
         watched.append(number)
-        return loss
+        return SyncDetector() if number else contextlib.nullcontext()
 
-    monkeypatch.setattr(step_module, "step_body", body)
-    monkeypatch.setattr(step_module, "train_step", step)
+    counts = _count_step_launches(dry_run, monkeypatch, check)
     kwargs = dict(TRAIN3D_MODES[2][1]) if mode == "n2c" else dict(TRAIN3D_MODES[0][1]) if mode == "n2n" else {}
     made = {}
     for steps in (1, 4):

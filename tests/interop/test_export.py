@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from extras import require_extra
+from processing_steps import apply_steps  # tests/interop/processing_steps.py
 
 require_extra("export", "onnx", "onnxscript", "onnxruntime", "bioimageio.spec")
 
@@ -144,18 +145,6 @@ def test_package_declares_axes_sizes_halo_and_scaling(package):
     assert {"onnx", "pytorch_state_dict"} <= {w for w, d in description.weights if d is not None}
 
 
-def _apply(steps, array):
-    """Run pre/postprocessing steps as the loaded description states them (the spec inserts implicit casts)."""
-    for step in steps:
-        if step.id == "ensure_dtype":
-            array = array.astype(step.kwargs.dtype)
-        elif step.id == "scale_linear":
-            array = array * np.float32(step.kwargs.gain) + np.float32(step.kwargs.offset)
-        else:
-            raise AssertionError(f"unexpected processing step {step.id}")
-    return array
-
-
 def test_package_test_tensors_run_through_onnxruntime(package):
     """The validator checks the description, not the model: run the preprocessing as the validated description
     resolves it, the ONNX weights and the postprocessing on the test input, and compare with the test output."""
@@ -167,9 +156,9 @@ def test_package_test_tensors_run_through_onnxruntime(package):
         archive.extractall(folder)
     test_input, test_output = np.load(folder / "test_input.npy"), np.load(folder / "test_output.npy")
     assert test_input.dtype == np.uint8 and test_input.shape == (1, 1, 128, 128)
-    model_input = _apply(description.inputs[0].preprocessing, test_input)
+    model_input = apply_steps(description.inputs[0].preprocessing, test_input)
     assert model_input.dtype == np.float32 and 0 <= model_input.min() and model_input.max() <= 1
-    got = _apply(description.outputs[0].postprocessing, run_onnx(folder / "weights.onnx", model_input))
+    got = apply_steps(description.outputs[0].postprocessing, run_onnx(folder / "weights.onnx", model_input))
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, test_output, rtol=ONNX_RTOL, atol=ONNX_ATOL * 255)
     assert test_output.std() > 1  # the network did something (8-bit units)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from extras import require_extra
+from processing_steps import apply_steps  # tests/interop/processing_steps.py
 
 require_extra("export", "onnx", "onnxscript", "onnxruntime", "bioimageio.spec")
 
@@ -169,18 +170,6 @@ def test_3d_package_declares_a_z_axis_tiles_and_halo(package3d):
     assert "3d" in description.tags
 
 
-def _apply(steps, array):
-    """Run pre/postprocessing steps as the loaded description states them (the spec inserts implicit casts)."""
-    for step in steps:
-        if step.id == "ensure_dtype":
-            array = array.astype(step.kwargs.dtype)
-        elif step.id == "scale_linear":
-            array = array * np.float32(step.kwargs.gain) + np.float32(step.kwargs.offset)
-        else:
-            raise AssertionError(f"unexpected processing step {step.id}")
-    return array
-
-
 def test_3d_package_test_tensors_run_through_onnxruntime(package3d, trained3d):
     """The declared preprocessing, the ONNX weights and the postprocessing reproduce the test output; it is the
     checkpoint's network's output (not just self-consistent)."""
@@ -193,9 +182,9 @@ def test_3d_package_test_tensors_run_through_onnxruntime(package3d, trained3d):
         card = archive.read("README.md").decode()
     test_input, test_output = np.load(folder / "test_input.npy"), np.load(folder / "test_output.npy")
     assert test_input.dtype == np.uint16 and test_input.shape == (1, 1, 12, 96, 96)  # the smallest tile
-    model_input = _apply(description.inputs[0].preprocessing, test_input)
+    model_input = apply_steps(description.inputs[0].preprocessing, test_input)
     assert model_input.dtype == np.float32 and 0 <= model_input.min() and model_input.max() <= 1
-    got = _apply(description.outputs[0].postprocessing, run_onnx(folder / "weights.onnx", model_input))
+    got = apply_steps(description.outputs[0].postprocessing, run_onnx(folder / "weights.onnx", model_input))
     np.testing.assert_allclose(got, test_output, rtol=ONNX_RTOL, atol=ONNX_ATOL * 65535)
     with torch.no_grad():
         direct = n2n_fast.load(trained3d)(torch.from_numpy(model_input)).numpy() * 65535
