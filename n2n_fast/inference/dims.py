@@ -1,4 +1,5 @@
-"""Which way a network denoises an array: a volume in 3-D tiles, a stack slice by slice, or one image (docs/volumes.md §4).
+"""Which way a network denoises an array: a volume in 3-D tiles, a stack slice by slice, or one image
+(docs/volumes.md §4).
 
 A network's dimensionality is its `dims` attribute (n2n_fast.UNet: 2 or 3; any other model: 2). A 2-D network on
 a Z or T stack denoises it slice by slice, as before volumes existed; a 3-D network needs a Z stack (a volume):
