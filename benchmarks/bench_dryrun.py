@@ -12,7 +12,8 @@ whole train() step of a tiny U-Net (features 8 on 4x3x32x32, where the network's
 per step are what a CUDA graph would capture; and the per-call host cost of the eager public ops on 1x1x8x8
 tensors (launch overhead only), each beside what a user writes by hand, timed in the same test: `noisy_pair` beside
 `x + sigma * torch.randn_like(x)` twice, `l2_loss` forward+backward beside `F.mse_loss`'s, `n2n_loss` beside
-`l2_loss` (docs/design.md §7's targets: 40 us, +20 us, +20 us). `extra_info` holds host_us, the baseline's, the
+`l2_loss` (docs/design.md §7's targets: 40 us, +20 us, +20 us), the bf16 `l2_loss` (whose backward is a launch) and
+the floor (`_Floor`: the least a Python autograd.Function around one Triton launch costs) beside `F.mse_loss`. `extra_info` holds host_us, the baseline's, the
 difference, and host_us_through_jit: the same calls with every launch through Triton's `kernel[grid](...)`
 (n2n_fast/triton/launch.py off).
 """
@@ -111,9 +112,38 @@ def test_train_step_launches(benchmark, tmp_path, monkeypatch):
                                 other_device_ops_per_step=counted[0][1])
 
 
+class _Floor(torch.autograd.Function):
+    """The least an eager Triton loss can cost the host from Python: an autograd.Function whose forward is one
+    launch of the loss kernel into buffers allocated once (no checks, no dispatch, no allocation) and whose backward
+    is PyTorch's multiply, as a float32 loss's is. Not a product path: the yardstick for the target."""
+
+    buffers = None
+
+    @staticmethod
+    def forward(ctx, pred, target):
+        from n2n_fast.triton.loss import BLOCK, FINISH_BLOCK, NUM_WARPS, _LOSS
+
+        if _Floor.buffers is None:
+            _Floor.buffers = (torch.empty_like(pred), torch.empty(1), torch.empty(()), torch.empty(()),
+                              torch.zeros(1, dtype=torch.int32))
+        grad, partials, out, scale, ticket = _Floor.buffers
+        pred = pred.detach()
+        _LOSS[(1, 1)](pred, target, pred, grad, pred, partials, partials, out, scale, ticket,
+                      pred.numel(), 1, 0.0, pred, 0.0, True, False, True, KIND=0, MASK_MODE=0, REDUCE=True,
+                      BLOCK=BLOCK, FINISH_BLOCK=FINISH_BLOCK, num_warps=NUM_WARPS)
+        ctx.save_for_backward(grad, scale)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad, scale = ctx.saved_tensors
+        return grad * (grad_loss * scale), None
+
+
 _X = torch.rand(1, 1, 8, 8)
 _PRED = torch.rand(1, 1, 8, 8, requires_grad=True)
 _TARGET = torch.rand(1, 1, 8, 8)
+_PRED_BF16 = torch.rand(1, 1, 8, 8).bfloat16().requires_grad_()  # what autocast hands the loss: a scaling launch
 _SIGMA = 25 / 255
 _HOST_OPS = {
     "randn_like pair": lambda: (_X + _SIGMA * torch.randn_like(_X), _X + _SIGMA * torch.randn_like(_X)),
@@ -121,9 +151,12 @@ _HOST_OPS = {
     "F.mse_loss fwd+bwd": lambda: F.mse_loss(_PRED, _TARGET).backward(),
     "l2_loss fwd+bwd": lambda: n2n_fast.l2_loss(_PRED, _TARGET).backward(),
     "n2n_loss fwd+bwd": lambda: n2n_fast.n2n_loss(_PRED, _X, n2n_fast.Gaussian(_SIGMA), seed=0, step=3).backward(),
+    "bf16 l2_loss fwd+bwd": lambda: n2n_fast.l2_loss(_PRED_BF16, _TARGET).backward(),
+    "floor fwd+bwd": lambda: _Floor.apply(_PRED, _TARGET).backward(),
 }
 _BASELINE = {"noisy_pair": "randn_like pair", "l2_loss fwd+bwd": "F.mse_loss fwd+bwd",
-             "n2n_loss fwd+bwd": "l2_loss fwd+bwd"}
+             "n2n_loss fwd+bwd": "l2_loss fwd+bwd", "bf16 l2_loss fwd+bwd": "F.mse_loss fwd+bwd",
+             "floor fwd+bwd": "F.mse_loss fwd+bwd"}
 
 
 @pytest.mark.parametrize("op", sorted(_BASELINE))

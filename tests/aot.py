@@ -40,6 +40,17 @@ class AotReport:
     def vector_stores(self):
         return len(re.findall(r"st\.global(?:\.[a-z0-9_]+)*\.v4\.(?:b32|f32|u32|s32)", self.ptx))
 
+    def assert_finishes_when_last(self):
+        """The one-launch reduction (triton/loss.py finish_when_last) as the memory model needs it: a barrier
+        before the arrival, the arrival an acq_rel atomic at GPU scope, a barrier handing its result to every
+        thread, the partials read past L1."""
+        arrival = re.search(r"atom\.global\.gpu\.acq_rel\.add|atom\.global\.acq_rel\.gpu\.add", self.ptx)
+        assert arrival, f"sm_{self.arch}: no acq_rel GPU-scope atomic add (the ticket) in the PTX"
+        before, after = self.ptx[:arrival.start()], self.ptx[arrival.end():]
+        assert re.search(r"bar\.sync|barrier\.sync", before), f"sm_{self.arch}: no barrier before the arrival"
+        assert re.search(r"bar\.sync|barrier\.sync", after), f"sm_{self.arch}: no barrier after the arrival"
+        assert re.search(r"ld\.global\.cg", after), f"sm_{self.arch}: the partials are not read with .cg"
+
     def assert_clean(self, min_vector_loads=1, min_vector_stores=1):
         """No spills, and at least this many 128-bit loads and stores."""
         assert self.spill_stores == 0 and self.spill_loads == 0, (
@@ -54,13 +65,14 @@ def _ptxas():
     return os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
 
 
-def compile_for(kernel, signature, constexprs=None, aligned=(), arch=90, num_warps=4):
+def compile_for(kernel, signature, constexprs=None, aligned=(), arch=90, num_warps=4, maxnreg=None):
     """Compile `kernel` (a @triton.jit function) for sm_`arch`.
 
     signature: {arg name: type string such as "*fp32", "i64", "fp32"} for every runtime argument.
     constexprs: {arg name: value} for tl.constexpr arguments.
     aligned: names of pointer (and integer) arguments the runtime would see as divisible by 16, which is what
       enables 128-bit accesses.
+    maxnreg: the register allowance the launcher passes (Triton's `maxnreg` option), if any.
     """
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("ahead-of-time compilation is impossible with TRITON_INTERPRET set; run it in the "
@@ -75,7 +87,8 @@ def compile_for(kernel, signature, constexprs=None, aligned=(), arch=90, num_war
     const_keys = {(names.index(name),): value for name, value in constexprs.items()}
     attrs = {(names.index(name),): [["tt.divisibility", 16]] for name in aligned}
     source = ASTSource(fn=kernel, signature=full_signature, constexprs=const_keys, attrs=attrs)
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+    options = {"num_warps": num_warps} | ({"maxnreg": maxnreg} if maxnreg else {})
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     return ptxas_report(compiled.asm["ptx"], arch)
 
 

@@ -54,6 +54,12 @@ def _kernels(launches):
     return [launch.kernel for launch in launches]
 
 
+def _backward_kernels(pred_dtype):
+    """A loss's backward launches: none for a float32 pred (PyTorch's multiplies have the kernel's arithmetic
+    there, triton/loss_backward.py), the scaling kernel for bf16/fp16."""
+    return [] if pred_dtype in (torch.float32, str(torch.float32)) else ["_scale_grad_kernel"]
+
+
 def _check_served_by_triton(op, **inputs):
     assert _backend.choose(op, "cpu", **inputs)[0] == "triton", f"{op} is not served by Triton in the dry run"
 
@@ -71,7 +77,7 @@ def test_losses_every_dtype_pair_and_kind(dry_run, pred_dtype, target_dtype):
         pred = _sample(pred_dtype).requires_grad_()
         with dry_run.recording() as made:
             getattr(n2n_fast, f"{kind}_loss")(pred, target, **KIND_ARGS[kind]).backward()
-        assert _kernels(made) == ["_loss_kernel", "_finish_kernel", "_scale_grad_kernel"]
+        assert _kernels(made) == ["_loss_kernel"] + _backward_kernels(pred_dtype)  # one launch reduces
         assert made[0].dtypes[:2] == (str(pred_dtype), str(target_dtype))
 
 
@@ -84,10 +90,7 @@ def test_losses_masks_and_reductions(dry_run, pred_dtype):
         with dry_run.recording() as made:
             value = n2n_fast.l1_loss(pred, target, mask=mask, reduction=reduction)
             value.backward(torch.ones_like(value))
-        expected = ["_loss_kernel", "_scale_grad_kernel"]
-        if reduction != "none":
-            expected.insert(1, "_finish_kernel")
-        assert _kernels(made) == expected, (mask_name, reduction)
+        assert _kernels(made) == ["_loss_kernel"] + _backward_kernels(pred_dtype), (mask_name, reduction)
 
 
 NOISE_CASES = [(c, o) for c in _accepted("noisy_pair", "clean") for o in _accepted("noisy_pair", "out_dtype")]
@@ -118,7 +121,7 @@ def test_n2n_loss_every_kind_model_and_pred_dtype(dry_run, pred_dtype):
         noise = model(*FIXED[model.__name__])
         with dry_run.recording() as made:
             n2n_fast.n2n_loss(pred, clean, noise, seed=3, step=1, kind=kind, **KIND_ARGS[kind]).backward()
-        assert _kernels(made) == ["_n2n_loss_kernel", "_finish_kernel", "_scale_grad_kernel"], (kind, model)
+        assert _kernels(made) == ["_n2n_loss_kernel"] + _backward_kernels(pred_dtype), (kind, model)
         assert made[0].dtypes[:2] == (str(pred_dtype), "torch.float32")
 
 
@@ -187,8 +190,7 @@ def test_representative_cases_for_sm80(dry_run):
         pred = _sample(torch.bfloat16).requires_grad_()
         n2n_fast.l2_loss(pred, _sample(torch.float32), mask=torch.rand(SHAPE) > 0.5).backward()
     assert {launch.arch for launch in made} == {80}
-    assert {"_noisy_pair_kernel", "_n2n_loss_kernel", "_loss_kernel", "_finish_kernel",
-            "_scale_grad_kernel"} <= set(_kernels(made))
+    assert {"_noisy_pair_kernel", "_n2n_loss_kernel", "_loss_kernel", "_scale_grad_kernel"} <= set(_kernels(made))
 
 
 # ---------------------------------------------------------------- train() in every mode, defaults and bf16
@@ -198,14 +200,12 @@ TRAIN_MODES = ([(f"n2n-{model.__name__}-l2", dict(noise=model(*RANGES[model.__na
                   for loss in LOSS_KINDS[1:]]
                + [("n2c", dict(noise=n2n_fast.Gaussian(0.1), targets="clean")), ("pairs", {}),
                   ("neighbor", dict(targets="neighbor"))])
-# the Triton kernels each mode must launch at every step (the network itself runs on the CPU here)
-TRAIN_KERNELS = {"n2n": {"_training_crops_kernel", "_noisy_pair_kernel", "_n2n_loss_kernel", "_finish_kernel",
-                         "_scale_grad_kernel"},
-                 "n2c": {"_training_crops_kernel", "_noisy_pair_kernel", "_loss_kernel", "_finish_kernel",
-                         "_scale_grad_kernel"},
-                 "pairs": {"_training_crops_kernel", "_loss_kernel", "_finish_kernel", "_scale_grad_kernel"},
-                 "neighbor": {"_training_crops_kernel", "_philox_words_kernel", "_loss_kernel", "_finish_kernel",
-                              "_scale_grad_kernel"}}
+# the Triton kernels each mode must launch at every step (the network itself runs on the CPU here), besides the
+# backward's (_backward_kernels)
+TRAIN_KERNELS = {"n2n": {"_training_crops_kernel", "_noisy_pair_kernel", "_n2n_loss_kernel"},
+                 "n2c": {"_training_crops_kernel", "_noisy_pair_kernel", "_loss_kernel"},
+                 "pairs": {"_training_crops_kernel", "_loss_kernel"},
+                 "neighbor": {"_training_crops_kernel", "_philox_words_kernel", "_loss_kernel"}}
 TRAIN_LOSS_KERNEL = {"n2n": "_n2n_loss_kernel", "n2c": "_loss_kernel", "pairs": "_loss_kernel",
                      "neighbor": "_loss_kernel"}
 
@@ -229,6 +229,8 @@ def test_train_every_mode(dry_run, tmp_path, mode, kwargs, precision):
     amp = _autocast_dtype(precision, torch.device("cpu"))
     pred_dtypes = {launch.dtypes[0] for launch in made if launch.kernel == TRAIN_LOSS_KERNEL[family]}
     assert pred_dtypes == {str(torch.float32 if normalisation else amp or torch.float32)}
+    backward = set(_backward_kernels(pred_dtypes.pop()))
+    assert backward == set(_kernels(made)) & {"_scale_grad_kernel"}
     # the dispatch and `n2n-fast info` say Triton serves, as it did
     rows = _backend.table("cpu")
     for op in ("noisy_pair", "loss", "n2n_loss", "philox"):
@@ -252,7 +254,7 @@ def test_train_steps_repeat_their_launches(dry_run, tmp_path, mode):
             n2n_fast.train(data=images, **REPEAT_MODES[mode], steps=steps, batch_size=2, crop=16, features=8,
                            out_dir=tmp_path / str(steps), progress=False, plot=False, log_every=100)
     per_step = (len(made[4]) - len(made[1])) // 3
-    assert per_step >= 4 and len(made[4]) - len(made[1]) == 3 * per_step
+    assert per_step >= 3 and len(made[4]) - len(made[1]) == 3 * per_step  # crops, noise, loss at least
     last = made[4][-3 * per_step:]
     # kernels, grids, dtypes and every scalar argument: the step travels in device memory (train() reads the
     # device-step path on every device), so a CUDA graph captured once replays these launches unchanged
@@ -298,7 +300,7 @@ def test_every_triton_launch_of_a_step_is_inside_the_captured_body(dry_run, tmp_
     for mode, kwargs in REPEAT_MODES.items():
         n2n_fast.train(data=images, **kwargs, steps=3, batch_size=2, crop=16, features=8, out_dir=tmp_path / mode,
                        progress=False, plot=False, log_every=100)
-    assert counts["step"] >= 3 * 3 * 4 and counts["step"] == counts["body"], counts
+    assert counts["step"] >= 3 * 3 * 3 and counts["step"] == counts["body"], counts  # crops, noise, loss at least
 
 
 SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "item")
@@ -375,16 +377,17 @@ class OpRecorder(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("op", ["l2_loss", "n2n_loss", "noisy_pair"])
+@pytest.mark.parametrize("op", ["l2_loss", "n2n_loss", "l2_loss none", "noisy_pair"])
 def test_public_ops_fill_nothing_they_then_overwrite(dry_run, op):
-    """The reduced losses' 0-d outputs are written by the finishing kernel, not filled first; the noisy pair fills
-    nothing. Forward and backward, reduction "mean"."""
+    """The reduced losses' 0-d outputs are written by the loss kernel's last program, not filled first, and so is
+    reduction "none"'s scale of 1; the noisy pair fills nothing. Forward and backward."""
     clean = _sample(torch.float32)
     noise = n2n_fast.Gaussian(0.1)
     pred = _sample(torch.float32).requires_grad_()
     one = torch.ones(())  # autograd's implicit grad_output would be a ones_like of its own
     run = {"l2_loss": lambda: n2n_fast.l2_loss(pred, clean).backward(one),
            "n2n_loss": lambda: n2n_fast.n2n_loss(pred, clean, noise, seed=1, step=2).backward(one),
+           "l2_loss none": lambda: n2n_fast.l2_loss(pred, clean, reduction="none").backward(clean),
            "noisy_pair": lambda: n2n_fast.noisy_pair(clean, noise, seed=1, step=2, check_finite=False)}[op]
     run()  # compiles
     with dry_run.quiet(), OpRecorder() as seen:  # quiet: the harness zeroes nothing
@@ -412,14 +415,12 @@ def test_every_compiled_specialisation_spills_nothing(dry_run):
 
 TRAIN3D_MODES = [("n2n", dict(noise=n2n_fast.Gaussian((0.0, 0.2)))), ("n2n", dict(noise=n2n_fast.Poisson(30.0))),
                  ("n2c", dict(noise=n2n_fast.Gaussian(0.1), targets="clean", loss="l1")), ("pairs", {})]
-# the Triton launches of one 3-D step (the network runs on the CPU here): the crops (one launch per realisation,
-# VOLUMES), then noise and loss as for images; pairs draw the realisation pairs with one philox launch
-TRAIN3D_LAUNCHES = {"n2n": {"_training_crops_kernel": 1, "_noisy_pair_kernel": 1, "_n2n_loss_kernel": 1,
-                            "_finish_kernel": 1, "_scale_grad_kernel": 1},
-                    "n2c": {"_training_crops_kernel": 1, "_noisy_pair_kernel": 1, "_loss_kernel": 1,
-                            "_finish_kernel": 1, "_scale_grad_kernel": 1},
-                    "pairs": {"_training_crops_kernel": 2, "_philox_words_kernel": 1, "_loss_kernel": 1,
-                              "_finish_kernel": 1, "_scale_grad_kernel": 1}}
+# the Triton launches of one float32 3-D step (the network runs on the CPU here): the crops (one launch per
+# realisation, VOLUMES), then noise and loss as for images (the loss reduces in its one launch; a float32
+# gradient is scaled by PyTorch); pairs draw the realisation pairs with one philox launch
+TRAIN3D_LAUNCHES = {"n2n": {"_training_crops_kernel": 1, "_noisy_pair_kernel": 1, "_n2n_loss_kernel": 1},
+                    "n2c": {"_training_crops_kernel": 1, "_noisy_pair_kernel": 1, "_loss_kernel": 1},
+                    "pairs": {"_training_crops_kernel": 2, "_philox_words_kernel": 1, "_loss_kernel": 1}}
 
 
 def _volume_source(mode):

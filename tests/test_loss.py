@@ -237,7 +237,7 @@ def test_triton_kernels_compile_clean():
     pytest.importorskip("triton")
     from aot import ARCHES, compile_for
 
-    from n2n_fast.triton.loss import BLOCK, FINISH_BLOCK, NUM_WARPS, _finish_kernel, _loss_kernel
+    from n2n_fast.triton.loss import BLOCK, FINISH_BLOCK, NUM_WARPS, _loss_kernel
     from n2n_fast.triton.loss_backward import BLOCK as BACKWARD_BLOCK
     from n2n_fast.triton.loss_backward import NUM_WARPS as BACKWARD_WARPS
     from n2n_fast.triton.loss_backward import _scale_grad_kernel
@@ -247,8 +247,9 @@ def test_triton_kernels_compile_clean():
     from n2n_fast._backend import OPS
 
     pointers = ("pred_ptr", "target_ptr", "mask_ptr", "grad_ptr", "values_ptr", "partial_ptr", "count_ptr")
-    scalars = {"cols": "i64", "channels": "i64", "gamma": "fp32", "gamma_ptr": "*fp32", "eps": "fp32",
-               "need_grad": "i1", "gamma_in_memory": "i1"}
+    scalars = {"out_ptr": "*fp32", "scale_ptr": "*fp32", "ticket_ptr": "*i32", "cols": "i64",
+               "channels": "i64", "gamma": "fp32", "gamma_ptr": "*fp32", "eps": "fp32", "need_grad": "i1",
+               "gamma_in_memory": "i1", "mean": "i1"}
     combos = [(kind, mode, reduce_) for kind in range(4) for mode in range(3) for reduce_ in (True, False)]
     # fp32 pair for every constexpr combination; every (pred, target) pair of the dispatch's table for one
     accepts = dict(next(impl for impl in OPS["loss"] if impl.backend == "triton").accepts.dtypes)
@@ -261,18 +262,12 @@ def test_triton_kernels_compile_clean():
             signature = {name: "*" + t for name, t in types.items()} | scalars
             for kind, mode, reduce_ in shipped:
                 report = compile_for(_loss_kernel, signature,
-                                     {"KIND": kind, "MASK_MODE": mode, "REDUCE": reduce_, "BLOCK": BLOCK},
+                                     {"KIND": kind, "MASK_MODE": mode, "REDUCE": reduce_, "BLOCK": BLOCK,
+                                      "FINISH_BLOCK": FINISH_BLOCK},
                                      aligned=pointers[:5] + ("cols",), arch=arch, num_warps=NUM_WARPS)
                 report.assert_clean(min_vector_loads=2, min_vector_stores=1)
-        for mean in (True, False):
-            for masked in (True, False):
-                report = compile_for(_finish_kernel, {"partial_ptr": "*fp32", "count_ptr": "*i32",
-                                                      "n_partials": "i64", "numel": "i64", "out_ptr": "*fp32",
-                                                      "scale_ptr": "*fp32"},
-                                     {"MEAN": mean, "MASKED": masked, "BLOCK": FINISH_BLOCK},
-                                     aligned=("partial_ptr", "count_ptr"), arch=arch)
-                # reads one partial per program of the main kernel (a few KB): scalar loads are fine here
-                report.assert_clean(min_vector_loads=0, min_vector_stores=0)
+                if reduce_:
+                    report.assert_finishes_when_last()
         for grad_t in ("fp32", "bf16", "fp16"):
             for per_element in (True, False):
                 report = compile_for(_scale_grad_kernel, {"grad_ptr": f"*{grad_t}", "grad_loss_ptr": "*fp32",

@@ -94,16 +94,18 @@ def test_fused_kernels_compile_clean():
     pytest.importorskip("triton")
     from aot import ARCHES, compile_for
 
-    from n2n_fast.triton.loss_fused import NUM_WARPS, _n2n_loss_kernel, block_size
+    from n2n_fast.triton.loss import FINISH_BLOCK
+    from n2n_fast.triton.loss_fused import MAX_REGISTERS, NUM_WARPS, _n2n_loss_kernel, block_size
 
     from aot import pointer_type
 
     from n2n_fast._backend import OPS
 
-    scalars = {"cols": "i64", "pixels": "i64", "channels": "i64", "in_scale": "fp32", "seed": "u64", "step": "i64",
+    scalars = {"out_ptr": "*fp32", "scale_ptr": "*fp32", "ticket_ptr": "*i32", "cols": "i64",
+               "pixels": "i64", "channels": "i64", "in_scale": "fp32", "seed": "u64", "step": "i64",
                "step_ptr": "*i64", "index": "i64", "a_low": "fp32", "a_high": "fp32", "b_low": "fp32", "b_high": "fp32",
                "gamma": "fp32", "gamma_ptr": "*fp32", "eps": "fp32", "need_grad": "i1", "gamma_in_memory": "i1",
-               "has_mask": "i1", "reduce": "i1", "masked": "i1", "pred_nhwc": "i1"}
+               "has_mask": "i1", "reduce": "i1", "mean": "i1", "masked": "i1", "pred_nhwc": "i1"}
     # every (kind, model) with float32 tensors; every (pred, clean) pair of the dispatch's table for l2 + Gaussian
     accepts = dict(next(impl for impl in OPS["n2n_loss"] if impl.backend == "triton").accepts.dtypes)
     cases = [(kind, noise.code, torch.float32, torch.float32) for kind in range(4) for noise in MODELS]
@@ -116,12 +118,13 @@ def test_fused_kernels_compile_clean():
                         "partial_ptr": "*fp32", "count_ptr": "*i32"}
             report = compile_for(_n2n_loss_kernel, pointers | scalars,
                                  {"KIND": kind, "MODEL": model, "BLOCK": block_size(model),
-                                  "STEP_IN_MEMORY": kind == 0},
+                                  "STEP_IN_MEMORY": kind == 0, "FINISH_BLOCK": FINISH_BLOCK},
                                  aligned=("pred_ptr", "clean_ptr", "mask_ptr", "grad_ptr", "values_ptr", "cols",
-                                          "pixels"), arch=arch, num_warps=NUM_WARPS)
+                                          "pixels"), arch=arch, num_warps=NUM_WARPS, maxnreg=MAX_REGISTERS)
             # 128-bit loads of pred and clean need 16 bytes per thread-chunk of each: 1-byte clean gets 64-bit
             wide = min(pred_dtype.itemsize, clean_dtype.itemsize) >= 2
             report.assert_clean(min_vector_loads=2 if wide else 1, min_vector_stores=1)
+            report.assert_finishes_when_last()
 
 
 def test_fused_bad_input(gen):

@@ -1,8 +1,9 @@
 """Triton losses: one pass reads pred and target, writes the gradient, and reduces (docs/design.md §1, §6).
 
 Bytes per element, fp32 pred and target, "mean": forward reads 8 and writes 4 (the gradient), backward reads 4 and
-writes 4. Nothing else touches memory: the reduction is two-stage (per-program partial sums, then one tiny
-program sums them in a fixed order), so results are bitwise reproducible run to run and never use float atomics.
+writes 4. Nothing else touches memory: the reduction is two-stage in one launch (per-program partial sums; the
+program that arrives last, counted by an integer ticket, sums them in a fixed order: `finish_when_last`,
+triton/tickets.py), so results are bitwise reproducible run to run and never use float atomics.
 
 What the gradient buffer holds: d(sum of kept losses)/d pred, masked, in pred's dtype. The reduction's scale
 (1/count for "mean", 1 for "sum") is a 0-d device tensor that the backward (triton/loss_backward.py) folds into
@@ -31,11 +32,12 @@ from .buffers import in_layout, output
 from .device import on_device
 from .loss_backward import EagerLoss, backward, setup_context
 from .launch import DirectLaunch, cdiv
+from .tickets import ticket_counter
 
 MASK_NONE, MASK_FULL, MASK_ROWS = 0, 1, 2  # no mask; one mask element per element; (B,1,...) mask shared by C rows
 BLOCK = 4096  # elements per program: 16 per thread at 8 warps, i.e. four 128-bit loads of fp32
 NUM_WARPS = 8
-FINISH_BLOCK = 1024
+FINISH_BLOCK = 1024  # partials summed per step of the last program's loop
 MAX_GRID_ROWS = 65535  # CUDA limit of grid dimension 1
 
 
@@ -63,6 +65,46 @@ def elementwise_loss(p, t, gamma, eps, KIND: tl.constexpr):
 
 
 @triton.jit
+def finish_when_last(partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean, masked,
+                     BLOCK: tl.constexpr):
+    """Called by every program once its partial sum (and kept count) is stored: the program that arrives last sums
+    all of them and writes the loss and its scale, then returns the ticket to 0 for the next launch on the
+    stream.
+
+    Ordering (PTX memory model): the barrier puts every thread's stores of this program before its arrival, the
+    acq_rel atomic at GPU scope releases them to, and acquires for, whichever program arrives last (the pattern of
+    a cooperative grid sync); Triton hands the atomic's result to all threads through shared memory behind a
+    barrier, and the loads bypass L1 (.cg) besides. The sum: lane i adds partials i, i + BLOCK, ... then a fixed
+    tree; deterministic whichever program arrives last."""
+    n_partials = tl.num_programs(0) * tl.num_programs(1)
+    tl.debug_barrier()
+    arrived = tl.atomic_add(ticket_ptr, 1, sem="acq_rel", scope="gpu")
+    if arrived == n_partials - 1:
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        kept = tl.zeros([BLOCK], dtype=tl.int64)
+        for start in range(0, n_partials, BLOCK):
+            idx = start + tl.arange(0, BLOCK)
+            acc += tl.load(partial_ptr + idx, mask=idx < n_partials, other=0.0, cache_modifier=".cg")
+            if masked:
+                kept += tl.load(count_ptr + idx, mask=idx < n_partials, other=0, cache_modifier=".cg").to(tl.int64)
+        total = tl.sum(acc, axis=0)
+        if mean:
+            if masked:
+                count = tl.maximum(tl.sum(kept, axis=0), 1).to(tl.float64)  # none kept: loss 0, gradient 0
+            else:
+                # every element: cols per row of the grid (cols may arrive as a constexpr 1); exact in float64
+                count = (tl.zeros([], dtype=tl.float64) + cols) * tl.num_programs(1)
+            tl.store(out_ptr, (total.to(tl.float64) / count).to(tl.float32))
+            tl.store(scale_ptr, (1.0 / count).to(tl.float32))
+        else:
+            tl.store(out_ptr, total)
+            tl.store(scale_ptr, 1.0)
+        # back to 0 by subtracting every arrival rather than by a store: a program that finished early (a broken
+        # condition) would leave it off zero, which the tests see even where programs run one after another
+        tl.atomic_add(ticket_ptr, -n_partials, sem="relaxed", scope="gpu")
+
+
+@triton.jit
 def _loss_kernel(
     pred_ptr,  # (rows, cols) in memory order, any float dtype
     target_ptr,  # same layout as pred, any float dtype
@@ -71,6 +113,9 @@ def _loss_kernel(
     values_ptr,  # out, float32, pred's layout: per-element loss (REDUCE == False only)
     partial_ptr,  # out, float32 [programs]: per-program loss sums (REDUCE only)
     count_ptr,  # out, int32 [programs]: per-program kept-element counts (REDUCE and a mask only)
+    out_ptr,  # out, float32 0-d: the loss (REDUCE only)
+    scale_ptr,  # out, float32 0-d: d loss / d (sum of kept losses), 1 for REDUCE == False
+    ticket_ptr,  # int32 [1], zero on entry and on exit: arrivals (REDUCE only, triton/tickets.py)
     cols,  # elements per row (all elements when MASK_MODE != MASK_ROWS)
     channels,  # rows sharing one mask row (MASK_ROWS)
     gamma,  # l0 exponent (when gamma_in_memory is off)
@@ -78,10 +123,12 @@ def _loss_kernel(
     eps,  # l0 / hdr epsilon
     need_grad,  # write grad_ptr (uniform runtime branch: halves the number of specialisations to ship)
     gamma_in_memory,  # read gamma from gamma_ptr (uniform runtime branch, like need_grad)
+    mean,  # REDUCE: "mean" (else "sum"; uniform runtime branch)
     KIND: tl.constexpr,
     MASK_MODE: tl.constexpr,
     REDUCE: tl.constexpr,
     BLOCK: tl.constexpr,
+    FINISH_BLOCK: tl.constexpr,
 ):
     if gamma_in_memory:
         gamma = tl.load(gamma_ptr).to(tl.float32)  # .to: an unused dummy pointer may have another dtype
@@ -111,47 +158,15 @@ def _loss_kernel(
         tl.store(partial_ptr + program, tl.sum(value, axis=0))
         if MASK_MODE != 0:
             tl.store(count_ptr + program, tl.sum(keep.to(tl.int32), axis=0))
+        finish_when_last(partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean, MASK_MODE != 0,
+                         FINISH_BLOCK)
     else:
         tl.store(values_ptr + offsets, value, mask=inside)
+        if col_block + row == 0:
+            tl.store(scale_ptr, 1.0)
 
 
 _LOSS = DirectLaunch(_loss_kernel)  # n2n_fast/triton/launch.py: no per-call binder
-
-
-@triton.jit
-def _finish_kernel(
-    partial_ptr,  # float32 [n_partials]
-    count_ptr,  # int32 [n_partials] (MASKED only)
-    n_partials,
-    numel,  # element count: the divisor of an unmasked mean
-    out_ptr,  # out, float32 0-d: the loss
-    scale_ptr,  # out, float32 0-d: d loss / d (sum of kept losses), folded into the backward's grad_output
-    MEAN: tl.constexpr,
-    MASKED: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    # One program, fixed order: lane i sums partials i, i + BLOCK, ... then a fixed tree; deterministic.
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    kept = tl.zeros([BLOCK], dtype=tl.int64)
-    for start in range(0, n_partials, BLOCK):
-        idx = start + tl.arange(0, BLOCK)
-        acc += tl.load(partial_ptr + idx, mask=idx < n_partials, other=0.0)
-        if MASKED:
-            kept += tl.load(count_ptr + idx, mask=idx < n_partials, other=0).to(tl.int64)
-    total = tl.sum(acc, axis=0)
-    if MEAN:
-        if MASKED:
-            count = tl.maximum(tl.sum(kept, axis=0), 1).to(tl.float64)  # none kept: loss 0, gradient 0
-        else:
-            count = tl.zeros([], dtype=tl.float64) + numel  # numel may arrive as a constexpr 1
-        tl.store(out_ptr, (total.to(tl.float64) / count).to(tl.float32))
-        tl.store(scale_ptr, (1.0 / count).to(tl.float32))
-    else:
-        tl.store(out_ptr, total)
-        tl.store(scale_ptr, 1.0)
-
-
-_FINISH = DirectLaunch(_finish_kernel)  # n2n_fast/triton/launch.py: no per-call binder
 
 
 def mask_mode(mask, grad):
@@ -175,7 +190,7 @@ def gamma_arguments(gamma, dummy):
 
 
 def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
-    """Run the loss kernels: (loss, grad or empty, scale); loss is 0-d unless reduction == "none". gamma: a float
+    """Run the loss kernel: (loss, grad or empty, scale); loss is 0-d unless reduction == "none". gamma: a float
     or a 0-d float32 tensor on pred's device."""
     # pred's layout made dense (what empty_like gives the grad); a contiguous pred is its own (no meta tensor)
     layout = pred if pred.is_contiguous() else torch.empty_like(pred, device="meta")
@@ -183,35 +198,33 @@ def launch(pred, target, mask, kind, reduction, gamma, eps, need_grad):
     pred_w, target_w = in_layout(layout, pred), in_layout(layout, target)
     mode, mask_w, rows, cols, channels = mask_mode(mask, layout)
     grid = (cdiv(cols, BLOCK), rows)
-    programs = grid[0] * grid[1]
     reduce_ = reduction != "none"
     dummy = pred_w  # unused pointer arguments still need a tensor: no allocation for them
-    values = partials = counts = dummy
-    if reduce_:
-        partials = output(torch.empty(programs, dtype=torch.float32, device=pred.device))
-        if mode != MASK_NONE:
-            counts = output(torch.empty(programs, dtype=torch.int32, device=pred.device))
-    else:
-        values = output(torch.empty_like(pred, dtype=torch.float32))
+    values = dummy if reduce_ else output(torch.empty_like(pred, dtype=torch.float32))
     gamma, gamma_ptr, gamma_in_memory = gamma_arguments(gamma, dummy)
     with on_device(pred):
+        partials, counts, out, scale, ticket = reduction_buffers(pred.device, grid[0] * grid[1], reduce_,
+                                                                 mode != MASK_NONE, dummy)
         _LOSS[grid](
             pred_w, target_w, dummy if mask_w is None else mask_w, grad if need_grad else dummy, values, partials,
-            counts, cols, channels, gamma, gamma_ptr, float(eps), bool(need_grad), gamma_in_memory,
-            KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK, num_warps=NUM_WARPS)
-    return finish(partials, counts, programs, pred, values, grad, reduction, mode != MASK_NONE)
+            counts, out, scale, ticket, cols, channels, gamma, gamma_ptr, float(eps), bool(need_grad),
+            gamma_in_memory, reduction == "mean", KIND=KIND_CODE[kind], MASK_MODE=mode, REDUCE=reduce_, BLOCK=BLOCK,
+            FINISH_BLOCK=FINISH_BLOCK, num_warps=NUM_WARPS)
+    return (out if reduce_ else values), grad, scale
 
 
-def finish(partials, counts, programs, pred, values, grad, reduction, masked):
-    """(loss, grad, scale) from a loss kernel's per-program partials (reduction "mean" / "sum"), or (values,
-    grad, 1) for "none". The scale is written by the finishing kernel, not filled first (a fill is a launch)."""
-    if reduction == "none":
-        return values, grad, torch.ones((), dtype=torch.float32, device=pred.device)
-    out = output(torch.empty((), dtype=torch.float32, device=pred.device))
-    scale = output(torch.empty((), dtype=torch.float32, device=pred.device))
-    _FINISH[(1,)](partials, counts if masked else partials, programs, pred.numel(), out, scale,
-                         MEAN=reduction == "mean", MASKED=masked, BLOCK=FINISH_BLOCK)
-    return out, grad, scale
+def reduction_buffers(device, programs, reduce_, masked, dummy):
+    """(partials, counts, out, scale, ticket) a loss kernel of `programs` programs writes: per-program partial
+    sums (and kept counts when masked), the 0-d loss, its 0-d scale, and the ticket counter of the launch's
+    stream (call it inside on_device). For reduction "none" only the scale (the kernel writes 1); the rest are
+    `dummy`. Nothing is filled: the kernel writes every value read later (a fill is a launch)."""
+    scale = output(torch.empty((), dtype=torch.float32, device=device))
+    if not reduce_:
+        return dummy, dummy, dummy, scale, dummy
+    partials = output(torch.empty(programs, dtype=torch.float32, device=device))
+    counts = output(torch.empty(programs, dtype=torch.int32, device=device)) if masked else dummy
+    out = output(torch.empty((), dtype=torch.float32, device=device))
+    return partials, counts, out, scale, ticket_counter(device)
 
 
 @torch.library.custom_op("n2n_fast_triton::loss", mutates_args=())

@@ -4,8 +4,11 @@ The forward saved d(sum of kept losses)/d pred in pred's dtype; the backward sca
 reduction's 0-d scale (both read on the device: no host sync) or, for reduction="none", by grad_output element by
 element. Bytes per element: read the saved gradient (and grad_output for "none"), write pred's gradient.
 Why a kernel rather than `grad * (grad_output * scale)` in PyTorch: PyTorch first casts a 0-d float32 factor to
-the tensor's dtype, and 1/N for a large batch is subnormal in fp16 (1.3e-6 there has 5% relative error); the
-kernel multiplies in float32 and rounds once.
+the tensor's dtype, and 1/N for a large batch is subnormal in fp16 (1.3e-6 there has 5% relative error) and loses
+all but 8 bits in bf16; the kernel multiplies in float32 and rounds once. A float32 gradient has nothing to round:
+there PyTorch's two multiplies are the kernel's arithmetic bit for bit (tests/test_loss.py), and they cost the
+host a fraction of a Triton launch from Python inside autograd's backward (about 6 against 29 us on the
+development machine, benchmarks/bench_dryrun.py), so float32 takes them.
 """
 import torch
 import triton
@@ -40,6 +43,15 @@ def _scale_grad_kernel(
 
 
 _SCALE_GRAD = DirectLaunch(_scale_grad_kernel)  # n2n_fast/triton/launch.py: no per-call binder
+
+
+def scaled_grad(grad, grad_loss, scale, eager):
+    """grad * grad_loss * scale in float32 math: PyTorch's multiplies for a float32 grad (the same rounding),
+    else the kernel (eager: called directly; otherwise the custom op, which torch.compile traces)."""
+    if grad.dtype == torch.float32:
+        grad_loss = grad_loss.float()
+        return grad * (grad_loss if grad_loss.dim() else grad_loss * scale)
+    return (scale_grad_eager if eager else scale_grad)(grad, grad_loss, scale)
 
 
 def scale_grad_eager(grad, grad_loss, scale):
@@ -81,7 +93,7 @@ def backward(ctx, grad_loss, _grad_grad=None, _grad_scale=None):
     minus the pred's for every kind (hdr's denominator is detached); it carries pred's precision."""
     grad, scale = ctx.saved_tensors
     # the custom ops' backward may be traced (torch.compile, opcheck): it calls the op, EagerLoss the function
-    grad_pred = (scale_grad_eager if getattr(ctx, "eager", False) else scale_grad)(grad, grad_loss, scale)
+    grad_pred = scaled_grad(grad, grad_loss, scale, getattr(ctx, "eager", False))
     grad_target = None
     if ctx.needs_input_grad[1] and ctx.target_dtype is not None:  # None: the second input is not differentiable
         grad_target = -grad_pred.to(ctx.target_dtype)

@@ -11,7 +11,7 @@ The kernel walks each sample in logical NCHW order (the Philox counter is the po
 the mask and the "none" values are NCHW (other layouts are copied first). A channels_last pred (the training
 default) is read, and its gradient written, in place with one integer division per element: cheaper than
 copying pred (8 bytes/element) and handing the convolution an NCHW gradient to convert back.
-The reduction, the saved gradient and the backward are those of triton/loss.py.
+The one-launch reduction, the saved gradient and the backward are those of triton/loss.py.
 """
 import torch
 import triton
@@ -26,6 +26,10 @@ from .noise_models import noisy_copy_values
 from .launch import DirectLaunch, cdiv
 
 NUM_WARPS = 4
+# ptxas left to itself holds the Poisson-Gaussian specialisation to 128 registers on sm_90 and spills 8 bytes (the
+# one-launch finish added a few live values); allowed 160 it takes 133 and spills nothing (tests/test_dryrun.py,
+# tests/test_loss_fused.py). Kernels that need fewer registers are unaffected.
+MAX_REGISTERS = 160
 
 
 def block_size(model):
@@ -53,6 +57,9 @@ def _n2n_loss_kernel(
     values_ptr,  # out, float32 (B, C*H*W): per-element loss (reduce == False only)
     partial_ptr,  # out, float32 [programs]: per-program loss sums (reduce only)
     count_ptr,  # out, int32 [programs]: per-program kept counts (reduce and masked only)
+    out_ptr,  # out, float32 0-d: the loss (reduce only)
+    scale_ptr,  # out, float32 0-d: d loss / d (sum of kept losses), 1 when not reduce
+    ticket_ptr,  # int32 [1], zero on entry and on exit: arrivals (reduce only, triton/tickets.py)
     cols,  # C*H*W: elements per sample
     pixels,  # H*W: Bernoulli / impulse decide per pixel
     channels,  # C (pred_nhwc only)
@@ -69,12 +76,14 @@ def _n2n_loss_kernel(
     gamma_in_memory,  # read gamma from gamma_ptr
     has_mask,  # read mask_ptr
     reduce,  # partial sums (True) or per-element values (False)
+    mean,  # reduce: "mean" (else "sum")
     masked,  # count kept elements (a mask or Bernoulli noise)
     pred_nhwc,  # pred and grad are channels_last: element (c, hw) of a sample sits at hw * C + c
     KIND: tl.constexpr,  # loss kind code, triton/loss.py KIND_CODE
     MODEL: tl.constexpr,  # noise model code, n2n_fast.noise
     BLOCK: tl.constexpr,
-    STEP_IN_MEMORY: tl.constexpr,  # read the step from step_ptr (train(), CUDA graphs)
+    FINISH_BLOCK: tl.constexpr,  # triton/loss.py finish_when_last
+    STEP_IN_MEMORY: tl.constexpr,  # read the step from step_ptr (train(), CUDA graphs); last, as tests read it
 ):
     if STEP_IN_MEMORY:
         step = tl.load(step_ptr)
@@ -117,8 +126,12 @@ def _n2n_loss_kernel(
         tl.store(partial_ptr + program, tl.sum(value, axis=0))
         if masked:
             tl.store(count_ptr + program, tl.sum(keep.to(tl.int32), axis=0))
+        plain.finish_when_last(partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean, masked,
+                               FINISH_BLOCK)
     else:
         tl.store(values_ptr + offsets, value, mask=inside)
+        if col_block + row == 0:
+            tl.store(scale_ptr, 1.0)
 
 
 _N2N_LOSS = DirectLaunch(_n2n_loss_kernel)  # n2n_fast/triton/launch.py: no per-call binder
@@ -141,27 +154,22 @@ def launch(pred, clean, mask, model, levels, seed, step, index, kind, reduction,
     grad = output(torch.empty_like(pred_c)) if need_grad else pred.new_empty((0,))
     block = block_size(model)
     grid = (cdiv(cols, block), batch)
-    programs = grid[0] * grid[1]
     reduce_ = reduction != "none"
-    device = pred.device
     dummy = pred_c  # pointer arguments a flag leaves unused still need a tensor: no allocation for them
-    values = partials = counts = dummy
-    if reduce_:
-        partials = output(torch.empty(programs, dtype=torch.float32, device=device))
-        if masked:
-            counts = output(torch.empty(programs, dtype=torch.int32, device=device))
-    else:
-        values = output(torch.empty(pred.shape, dtype=torch.float32, device=device))
+    values = dummy if reduce_ else output(torch.empty(pred.shape, dtype=torch.float32, device=pred.device))
     step, step_ptr, in_memory = step_arguments(step, dummy)
     gamma, gamma_ptr, gamma_in_memory = plain.gamma_arguments(gamma, dummy)
     with on_device(pred):
+        partials, counts, out, scale, ticket = plain.reduction_buffers(pred.device, grid[0] * grid[1], reduce_,
+                                                                       masked, dummy)
         _N2N_LOSS[grid](
-            pred_c, clean_c, mask_c, grad if need_grad else dummy, values, partials, counts,
-            cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0), seed & (2**64 - 1),
-            step, step_ptr, index, *levels, gamma, gamma_ptr, float(eps), bool(need_grad), gamma_in_memory, has_mask,
-            reduce_, masked, nhwc, KIND=KIND_CODE[kind], MODEL=model, BLOCK=block, STEP_IN_MEMORY=in_memory,
-            num_warps=NUM_WARPS)
-    return plain.finish(partials, counts, programs, pred, values, grad, reduction, masked)
+            pred_c, clean_c, mask_c, grad if need_grad else dummy, values, partials, counts, out, scale, ticket,
+            cols, pred.shape[2] * pred.shape[3], pred.shape[1], INPUT_SCALE.get(clean.dtype, 1.0),
+            seed & (2**64 - 1), step, step_ptr, index, *levels, gamma, gamma_ptr, float(eps), bool(need_grad),
+            gamma_in_memory, has_mask, reduce_, reduction == "mean", masked, nhwc, KIND=KIND_CODE[kind], MODEL=model,
+            BLOCK=block, STEP_IN_MEMORY=in_memory, FINISH_BLOCK=plain.FINISH_BLOCK, num_warps=NUM_WARPS,
+            maxnreg=MAX_REGISTERS)
+    return (out if reduce_ else values), grad, scale
 
 
 # The schema's int is int64: the seed travels as its signed two's complement and is unwrapped in launch().
