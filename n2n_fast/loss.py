@@ -139,6 +139,9 @@ def _check_hdr_range(pred, eps, check_range):
 
 
 _KIND_DEFAULTS = {"l2": {}, "l1": {}, "l0": {"eps": 1e-8}, "hdr": {"eps": 0.01, "check_range": True}}
+# loss_kwargs each kind accepts (built once: n2n_loss runs at every training step)
+_KIND_ACCEPTS = {kind: frozenset({"mask", "reduction"} | ({"gamma"} if kind == "l0" else set()) | set(defaults))
+                 for kind, defaults in _KIND_DEFAULTS.items()}
 
 
 def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None, **loss_kwargs):
@@ -150,8 +153,8 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
     "hdr"; loss_kwargs: mask, reduction, and the kind's own (gamma and eps for l0, eps and check_range for hdr)."""
     if kind not in KINDS:
         raise ValueError(f"kind: unknown loss kind {kind!r}; accepted: {', '.join(KINDS)}")
-    accepted = {"mask", "reduction"} | ({"gamma"} if kind == "l0" else set()) | set(_KIND_DEFAULTS[kind])
-    unknown = set(loss_kwargs) - accepted
+    accepted = _KIND_ACCEPTS[kind]
+    unknown = loss_kwargs.keys() - accepted
     if unknown:
         raise TypeError(f"loss_kwargs: {sorted(unknown)} not accepted by kind {kind!r}; accepted: {sorted(accepted)}")
     if kind == "l0" and "gamma" not in loss_kwargs:
