@@ -6,9 +6,9 @@ element. Bytes per element: read the saved gradient (and grad_output for "none")
 Why a kernel rather than `grad * (grad_output * scale)` in PyTorch: PyTorch first casts a 0-d float32 factor to
 the tensor's dtype, and 1/N for a large batch is subnormal in fp16 (1.3e-6 there has 5% relative error) and loses
 all but 8 bits in bf16; the kernel multiplies in float32 and rounds once. A float32 gradient has nothing to round:
-there PyTorch's two multiplies are the kernel's arithmetic bit for bit (tests/test_loss.py), and they cost the
-host a fraction of a Triton launch from Python inside autograd's backward (about 6 against 29 us on the
-development machine, benchmarks/bench_dryrun.py), so float32 takes them.
+there PyTorch's two multiplies are the kernel's arithmetic bit for bit (tests/test_loss_one_launch.py), and they
+cost the host a fraction of a Triton launch from Python inside autograd's backward (about 6 against 29 us in the
+dry run, benchmarks/RESULTS.md 2026-12-04), so float32 takes them.
 """
 import torch
 import triton
