@@ -18,6 +18,8 @@ import torch
 from . import _backend
 from .conventions import LOSS_KINDS as KINDS
 from .conventions import REDUCTIONS
+from .noise import _validate as check_noise_args
+from .noise import noisy_pair, volume_as_images
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -169,8 +171,6 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
         _check_positive("eps", eps, allow_zero=False)
     if kind == "hdr":
         _check_hdr_range(pred, eps, params.pop("check_range"))
-    from .noise import _validate as check_noise_args
-
     # clean, noise, seed, step, index as noisy_pair checks them; no finiteness scan: it would sync the host
     check_noise_args(clean, noise, seed, step, index, torch.float32, check_finite=False)
     if clean.shape != pred.shape:
@@ -184,8 +184,6 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: unknown reduction {reduction!r}; accepted: {', '.join(REDUCTIONS)}")
     if pred.dim() == 5:  # volumes: the (B, C, D * H, W) images noisy_pair makes of them (same counters)
-        from .noise import volume_as_images
-
         mask = None if mask is None else volume_as_images(mask.expand(mask.shape[0], mask.shape[1], *pred.shape[2:]))
         value = n2n_loss(volume_as_images(pred), volume_as_images(clean), noise, seed=seed, step=step, index=index,
                          kind=kind, backend=backend, mask=mask, reduction=reduction, **params)
@@ -206,8 +204,6 @@ def n2n_loss(pred, clean, noise, *, seed, step, index=0, kind="l2", backend=None
 
 
 def _unfused_n2n_loss(pred, clean, noise, seed, step, index, mask, kind, reduction, gamma, eps):
-    from .noise import noisy_pair
-
     pair = noisy_pair(clean, noise, seed=seed, step=step, index=index, check_finite=False)
     if len(pair) == 3:  # Bernoulli: the target's kept-pixel mask
         mask = pair[2] if mask is None else mask & pair[2]
