@@ -13,9 +13,9 @@ per step are what a CUDA graph would capture; and the per-call host cost of the 
 tensors (launch overhead only), each beside what a user writes by hand, timed in the same test: `noisy_pair` beside
 `x + sigma * torch.randn_like(x)` twice, `l2_loss` forward+backward beside `F.mse_loss`'s, `n2n_loss` beside
 `l2_loss` (docs/design.md §7's targets: 40 us, +20 us, +20 us), the bf16 `l2_loss` (whose backward is a launch) and
-the floor (`_Floor`: the least a Python autograd.Function around one Triton launch costs) beside `F.mse_loss`. `extra_info` holds host_us, the baseline's, the
-difference, and host_us_through_jit: the same calls with every launch through Triton's `kernel[grid](...)`
-(n2n_fast/triton/launch.py off).
+the floor (`_Floor`: the least a Python autograd.Function around one Triton launch costs) beside `F.mse_loss`.
+`extra_info` holds host_us, the baseline's, the difference, and host_us_through_jit: the same calls with every
+launch through Triton's `kernel[grid](...)` (n2n_fast/triton/launch.py off).
 """
 import os
 import sys

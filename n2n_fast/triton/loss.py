@@ -66,17 +66,21 @@ def elementwise_loss(p, t, gamma, eps, KIND: tl.constexpr):
 
 
 @triton.jit
-def finish_when_last(partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean, masked,
+def finish_when_last(value, keep, partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean, masked,
                      BLOCK: tl.constexpr):
-    """Called by every program once its partial sum (and kept count) is stored: the program that arrives last sums
-    all of them and writes the loss and its scale, then returns the ticket to 0 for the next launch on the
-    stream.
+    """Called by every program with its block's losses `value` and kept elements `keep`: stores the program's
+    partial sum (and kept count when masked); the program that arrives last sums all of them and writes the loss
+    and its scale, then returns the ticket to 0 for the next launch on the stream.
 
     Ordering (PTX memory model): the barrier puts every thread's stores of this program before its arrival, the
     acq_rel atomic at GPU scope releases them to, and acquires for, whichever program arrives last (the pattern of
     a cooperative grid sync); Triton hands the atomic's result to all threads through shared memory behind a
     barrier, and the loads bypass L1 (.cg) besides. The sum: lane i adds partials i, i + BLOCK, ... then a fixed
     tree; deterministic whichever program arrives last."""
+    program = tl.program_id(1) * tl.num_programs(0) + tl.program_id(0)
+    tl.store(partial_ptr + program, tl.sum(value, axis=0))
+    if masked:
+        tl.store(count_ptr + program, tl.sum(keep.to(tl.int32), axis=0))
     n_partials = tl.num_programs(0) * tl.num_programs(1)
     tl.debug_barrier()
     arrived = tl.atomic_add(ticket_ptr, 1, sem="acq_rel", scope="gpu")
@@ -155,12 +159,8 @@ def _loss_kernel(
     if need_grad:
         tl.store(grad_ptr + offsets, tl.where(keep, grad, 0.0).to(grad_ptr.dtype.element_ty), mask=inside)
     if REDUCE:
-        program = row * tl.num_programs(0) + col_block
-        tl.store(partial_ptr + program, tl.sum(value, axis=0))
-        if MASK_MODE != 0:
-            tl.store(count_ptr + program, tl.sum(keep.to(tl.int32), axis=0))
-        finish_when_last(partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean, MASK_MODE != 0,
-                         FINISH_BLOCK)
+        finish_when_last(value, keep, partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean,
+                         MASK_MODE != 0, FINISH_BLOCK)
     else:
         tl.store(values_ptr + offsets, value, mask=inside)
         if col_block + row == 0:

@@ -122,12 +122,8 @@ def _n2n_loss_kernel(
         else:
             tl.store(grad_ptr + offsets, grad_out, mask=inside)
     if reduce:
-        program = row * tl.num_programs(0) + col_block
-        tl.store(partial_ptr + program, tl.sum(value, axis=0))
-        if masked:
-            tl.store(count_ptr + program, tl.sum(keep.to(tl.int32), axis=0))
-        plain.finish_when_last(partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean, masked,
-                               FINISH_BLOCK)
+        plain.finish_when_last(value, keep, partial_ptr, count_ptr, ticket_ptr, cols, out_ptr, scale_ptr, mean,
+                               masked, FINISH_BLOCK)
     else:
         tl.store(values_ptr + offsets, value, mask=inside)
         if col_block + row == 0:
